@@ -17,6 +17,7 @@ Feature families:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -293,3 +294,212 @@ def calendar_indices(
     hour = index.hour.to_numpy(dtype=np.int64)
     day_of_week = index.dayofweek.to_numpy(dtype=np.int64)
     return hour, day_of_week
+
+
+# ---------------------------------------------------------------------------
+# Cross-asset context
+# ---------------------------------------------------------------------------
+
+CONTEXT_COLUMNS = ("ctx_ret", f"ctx_ret_{CONTEXT_RS_PERIOD}", "ctx_rv")
+PAIR_CONTEXT_COLUMNS = ("ctx_corr", "ctx_beta", "ctx_rs")
+
+
+def filled_candles(candles: pd.DataFrame) -> np.ndarray:
+    """Flag candles that stand in for missing data: zero volume and open = high = low = close.
+
+    freqtrade fills gaps in stored and exchange candles with such flat candles at the previous
+    close, so context features treat them as missing instead of as a zero return.
+    """
+    flat = (candles["high"] == candles["low"]) & (candles["open"] == candles["close"])
+    flat &= candles["high"] == candles["close"]
+    return (flat & (candles["volume"] == 0)).to_numpy()
+
+
+def _context_close(candles: pd.DataFrame) -> pd.Series:
+    """Return the close as float64 with NaN on filled candles."""
+    close = candles["close"].astype("float64")
+    return close.mask(filled_candles(candles))
+
+
+def context_returns(candles: pd.DataFrame) -> pd.DataFrame:
+    """Compute a pair's own context: its recent returns and volatility.
+
+    Returns float64 columns ``CONTEXT_COLUMNS`` on ``candles.index``: the one-candle log
+    return, the log return over ``CONTEXT_RS_PERIOD`` candles and the close-to-close
+    volatility (population standard deviation) over ``VOL_PERIOD`` candles. Rows whose
+    window contains a filled candle (see ``filled_candles``) are NaN, and so are the first
+    ``INDICATOR_WARMUP`` rows.
+    """
+    _check_candles(candles)
+    close = _context_close(candles)
+    ret = np.log(close / close.shift(1))
+    m = CONTEXT_RS_PERIOD
+    out = pd.DataFrame(
+        {
+            "ctx_ret": ret,
+            f"ctx_ret_{m}": np.log(close / close.shift(m)),
+            # pandas instead of TA-Lib: TA-Lib's running sums keep a NaN forever.
+            "ctx_rv": ret.rolling(VOL_PERIOD).std(ddof=0),
+        },
+        index=candles.index,
+    )
+    _mask_warmup(out, INDICATOR_WARMUP)
+    return out
+
+
+def align_by_date(dates: pd.Series, other: pd.DataFrame, name: str = "other") -> pd.DataFrame:
+    """Return the rows of ``other`` whose ``date`` equals each entry of ``dates``.
+
+    The result has one row per entry of ``dates`` (same index) and NaN where ``other`` has
+    no candle at that date, so a gap never shifts later rows. Raises ValueError when
+    ``other`` is empty, lacks a ``date`` column or repeats a date.
+    """
+    if "date" not in other.columns:
+        raise ValueError(f"{name} has no 'date' column; cross-asset data is joined by date")
+    if other.empty:
+        raise ValueError(f"{name} has no candles; download its data for the same timerange")
+    if other["date"].duplicated().any():
+        duplicate = other.loc[other["date"].duplicated(), "date"].iloc[0]
+        raise ValueError(f"{name} has more than one candle dated {duplicate}; deduplicate it")
+    keyed = other.set_index(pd.DatetimeIndex(pd.to_datetime(other["date"], utc=True)))
+    keys = pd.DatetimeIndex(pd.to_datetime(dates, utc=True))
+    aligned = keyed.drop(columns="date").reindex(keys)
+    aligned.index = dates.index
+    return aligned
+
+
+def pair_context(candles: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Compute a pair's correlation, beta and relative strength against a reference pair.
+
+    candles, reference: freqtrade candles of the same timeframe with a ``date`` column. The
+    reference is joined by date, never by position. Returns float64 columns
+    ``PAIR_CONTEXT_COLUMNS`` on ``candles.index``:
+
+    - ``ctx_corr``: rolling correlation of one-candle log returns over
+      ``CONTEXT_CORR_PERIOD`` candles (0 when either series is flat).
+    - ``ctx_beta``: rolling covariance over the reference's variance (0 when it is flat).
+    - ``ctx_rs``: log return of the pair minus log return of the reference over
+      ``CONTEXT_RS_PERIOD`` candles.
+
+    A date that the reference lacks, or where either pair has a filled candle (see
+    ``filled_candles``), makes NaN of every row whose window contains it, and nowhere else.
+    The first ``INDICATOR_WARMUP`` rows are NaN.
+    """
+    _check_candles(candles)
+    if "date" not in candles.columns:
+        raise ValueError("candles has no 'date' column; cross-asset data is joined by date")
+    _check_candles(reference, name="reference")
+    close = _context_close(candles)
+    ref_aligned = align_by_date(candles["date"], reference, name="reference")
+    ref_close = _context_close(ref_aligned.assign(close=ref_aligned["close"].astype("float64")))
+
+    ret = np.log(close / close.shift(1))
+    ref_ret = np.log(ref_close / ref_close.shift(1))
+    n = CONTEXT_CORR_PERIOD
+    cov = ret.rolling(n).cov(ref_ret).to_numpy()
+    var = ret.rolling(n).var().clip(lower=0.0).to_numpy()
+    ref_var = ref_ret.rolling(n).var().clip(lower=0.0).to_numpy()
+
+    # Both variances share the degrees-of-freedom correction, so it cancels in the ratios.
+    corr = np.clip(_safe_ratio(cov, np.sqrt(var * ref_var), neutral=0.0), -1.0, 1.0)
+    beta = _safe_ratio(cov, ref_var, neutral=0.0)
+    m = CONTEXT_RS_PERIOD
+    rs = np.log(close / close.shift(m)) - np.log(ref_close / ref_close.shift(m))
+
+    out = pd.DataFrame(
+        {"ctx_corr": corr, "ctx_beta": beta, "ctx_rs": rs.to_numpy()}, index=candles.index
+    )
+    _mask_warmup(out, INDICATOR_WARMUP)
+    return out
+
+
+def stale_rows(
+    row_dates: pd.Series, source_minutes: pd.Series, base_minutes: int, source_tf_minutes: int
+) -> np.ndarray:
+    """Flag rows whose merged informative candle is older than a forward fill allows.
+
+    freqtrade's ``merge_informative_pair`` forward-fills: a candle of a ``source_tf_minutes``
+    timeframe opening at s is first merged into the base candle opening at
+    ``s + source_tf - base_tf`` and stays until the next source candle arrives. Without gaps
+    the lag between a row's open time and its source candle's open time therefore stays
+    within ``2 * (source_tf - base_tf)`` minutes (0 when both timeframes are equal).
+
+    row_dates: base candle open times. source_minutes: open time of the merged source candle,
+    in minutes since the Unix epoch (NaN where nothing was merged). Returns a bool array, True
+    where the source data has a gap or has not started yet.
+    """
+    if source_tf_minutes < base_minutes:
+        raise ValueError(
+            f"source timeframe {source_tf_minutes}m is shorter than the base timeframe "
+            f"{base_minutes}m; freqtrade cannot merge a faster timeframe into a slower one"
+        )
+    row_minutes = epoch_minutes(row_dates).astype(np.float64)
+    lag = row_minutes - source_minutes.to_numpy(dtype=np.float64)
+    allowed = 2 * (source_tf_minutes - base_minutes)
+    return ~(np.isfinite(lag) & (lag >= 0.0) & (lag <= allowed))
+
+
+def epoch_minutes(dates: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """Return each date as whole minutes since 1970-01-01 UTC (int64)."""
+    index = pd.DatetimeIndex(pd.to_datetime(dates, utc=True))
+    seconds = (index - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return np.asarray(seconds, dtype=np.int64) // 60
+
+
+# Non-feature column that carries each informative candle's open time through FreqAI's merges.
+# FreqAI appends "_gen_<pair>_<tf>" to it, as it does to the features beside it.
+SOURCE_MINUTE = "trm_source_minute"
+_SOURCE_PATTERN = re.compile(rf"^{SOURCE_MINUTE}_gen_(?P<pair>.+)_(?P<tf>\d+[mhdwM])$")
+
+
+def mask_stale_context(dataframe: pd.DataFrame, base_tf_minutes: int) -> dict[str, int]:
+    """Set to NaN the ``%`` features merged from a candle that a forward fill carried over a gap.
+
+    dataframe: FreqAI's merged feature frame with a ``date`` column and one
+    ``trm_source_minute_gen_<pair>_<tf>`` column per pair and timeframe. Every ``%`` column
+    ending in ``_<pair>_<tf>`` is blanked on the rows that ``stale_rows`` flags, in place.
+    Returns the number of flagged rows per ``<pair>_<tf>`` suffix (only those above 0).
+    """
+    counts: dict[str, int] = {}
+    for column in dataframe.columns:
+        match = _SOURCE_PATTERN.match(str(column))
+        if match is None:
+            continue
+        suffix = f"{match['pair']}_{match['tf']}"
+        source_tf_minutes = _timeframe_minutes(match["tf"])
+        stale = stale_rows(dataframe["date"], dataframe[column], base_tf_minutes, source_tf_minutes)
+        if not stale.any():
+            continue
+        targets = [c for c in dataframe.columns if c.startswith("%") and c.endswith(f"_{suffix}")]
+        dataframe.loc[stale, targets] = np.nan
+        counts[suffix] = int(stale.sum())
+    return counts
+
+
+def _timeframe_minutes(timeframe: str) -> int:
+    units = {"m": 1, "h": 60, "d": 1440, "w": 10080}
+    unit = timeframe[-1]
+    if unit not in units or not timeframe[:-1].isdigit():
+        raise ValueError(
+            f"timeframe={timeframe!r} is not supported; use minutes, hours, days or weeks"
+        )
+    return int(timeframe[:-1]) * units[unit]
+
+
+def required_startup_candles(
+    base_timeframe: str, timeframes: Sequence[str], shifted_candles: int = 0
+) -> int:
+    """Return the startup candles (base timeframe) that every feature needs before row 0.
+
+    Each timeframe needs ``INDICATOR_WARMUP + shifted_candles`` of its own candles plus the one
+    still open, converted to base candles. The count assumes the informative candles start
+    where the base candles start, so it is an upper bound.
+    """
+    if shifted_candles < 0:
+        raise ValueError(f"shifted_candles={shifted_candles!r} is invalid; it must be >= 0")
+    base = _timeframe_minutes(base_timeframe)
+    needed = 0
+    for timeframe in (base_timeframe, *timeframes):
+        ratio = -(-_timeframe_minutes(timeframe) // base)  # ceil division
+        needed = max(needed, (INDICATOR_WARMUP + shifted_candles + 1) * ratio)
+    return needed
