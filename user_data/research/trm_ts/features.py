@@ -292,7 +292,7 @@ def calendar_indices(
             f"dates has a missing value at position {first}; every candle needs a date"
         )
     hour = index.hour.to_numpy(dtype=np.int64)
-    day_of_week = index.dayofweek.to_numpy(dtype=np.int64)
+    day_of_week = index.day_of_week.to_numpy(dtype=np.int64)
     return hour, day_of_week
 
 
