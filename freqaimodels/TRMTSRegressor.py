@@ -1,0 +1,72 @@
+"""FreqAI regressor for the TRM-TS model: a thin shell around ``trm_ts.freqai``.
+
+Usage: ``freqtrade backtesting --strategy TRMTSStrategy --freqaimodel TRMTSRegressor
+--freqaimodel-path freqaimodels`` with ``configs/config_trm_ts.json``. Hyperparameters live in
+``freqai.model_training_parameters`` and are parsed by ``trm_ts.freqai.TRMTSParams``, which
+rejects unknown keys. Nothing defined in this file is pickled: freqtrade imports it from a
+path, so the persisted model is ``trm_ts.freqai.TRMTSFreqaiModel``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from datasieve.pipeline import Pipeline
+from freqtrade.freqai.base_models.BaseRegressionModel import BaseRegressionModel
+from freqtrade.freqai.data_kitchen import FreqaiDataKitchen
+from pandas import DataFrame
+
+from trm_ts.freqai import TRMTSAdapter, TRMTSFreqaiModel
+
+logger = logging.getLogger(__name__)
+
+
+class TRMTSRegressor(BaseRegressionModel):
+    """Predicts mean and sigma of the forward log return for every candle.
+
+    The strategy must declare the labels ``&-s_return`` and ``&-s_return_sigma``; the
+    predicted mean is returned in the first and the predicted sigma in the second, both in
+    raw log-return units.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.adapter = TRMTSAdapter(self.freqai_info, self.config["timeframe"])
+        # Live, FreqAI predicts on the last CONV_WIDTH candles: one full window.
+        self.CONV_WIDTH = self.adapter.params.window
+
+    def define_data_pipeline(self, threads: int = -1) -> Pipeline:
+        return self.adapter.wrap_feature_pipeline(super().define_data_pipeline(threads))
+
+    def define_label_pipeline(self, threads: int = -1) -> Pipeline:
+        return self.adapter.label_pipeline()
+
+    def train(
+        self, unfiltered_df: DataFrame, pair: str, dk: FreqaiDataKitchen, **kwargs: Any
+    ) -> TRMTSFreqaiModel:
+        fit_label_statistics = (
+            not self.freqai_info.get("fit_live_predictions_candles", 0) or not self.live
+        )
+        previous = self.dd.model_dictionary.get(pair) if self.continual_learning else None
+        return self.adapter.train(
+            unfiltered_df,
+            pair,
+            dk,
+            feature_pipeline=self.define_data_pipeline(threads=dk.thread_count),
+            label_pipeline=self.define_label_pipeline(threads=dk.thread_count),
+            fit_label_statistics=fit_label_statistics,
+            init_model=previous if isinstance(previous, TRMTSFreqaiModel) else None,
+            tensorboard=self.activate_tensorboard,
+        )
+
+    def fit(self, data_dictionary: dict[str, Any], dk: FreqaiDataKitchen, **kwargs: Any) -> Any:
+        # FreqAI calls fit only from the base train(), which this class replaces.
+        raise NotImplementedError("TRMTSRegressor trains through train(); fit() is not used")
+
+    def predict(
+        self, unfiltered_df: DataFrame, dk: FreqaiDataKitchen, **kwargs: Any
+    ) -> tuple[DataFrame, npt.NDArray[np.int_]]:
+        return self.adapter.predict(self.model, unfiltered_df, dk)
