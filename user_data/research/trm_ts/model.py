@@ -439,7 +439,10 @@ class TRMTS(nn.Module):
             )
         self._check_width(rows.shape[1])
         unique_rows, inverse = torch.unique(index, return_inverse=True)  # (U,), (B, T)
-        h = self.embed_candles(rows[unique_rows])[inverse]  # (U, D) -> (B, T, D)
+        embedded = self.embed_candles(rows[unique_rows])  # (U, D)
+        # index_select, not embedded[inverse]: its backward (index_add) sums in a fixed order on
+        # CPU, so seeded training is bit-reproducible; advanced indexing's backward is not.
+        h = embedded.index_select(0, inverse.reshape(-1)).reshape(*inverse.shape, -1)  # (B, T, D)
         return self._forward_sequence(h, regime, hour, day_of_week, ctx, steps, return_steps)
 
     def _forward_sequence(
