@@ -44,6 +44,9 @@ LOWER = "trm_lower"
 ENTRY_THRESHOLD = "trm_entry_threshold"
 VALID = "trm_valid"
 
+# Config key that returns FreqAI's % feature columns to the strategy's dataframe.
+AUDIT_KEY = "trm_ts_feature_audit"
+
 
 class TRMTSStrategy(IStrategy):
     """FreqAI strategy that enters on a forecast mean beating its sigma and the fees."""
@@ -72,7 +75,7 @@ class TRMTSStrategy(IStrategy):
 
     # Defaults picked on two weeks of 15m candles (see the module docstring of the tests);
     # hyperopt searches the ranges.
-    entry_sigma = DecimalParameter(0.0, 1.0, default=0.1, decimals=2, space="buy")
+    entry_sigma = DecimalParameter(0.0, 1.0, default=0.05, decimals=2, space="buy")
     exit_sigma = DecimalParameter(-0.5, 0.5, default=0.0, decimals=2, space="sell")
     stop_sigma = DecimalParameter(1.0, 6.0, default=3.0, decimals=1, space="sell")
 
@@ -98,6 +101,10 @@ class TRMTSStrategy(IStrategy):
         super().__init__(config)
         self.can_short = str(config.get("trading_mode", "spot")) == "futures"
         self._logged_gap_counts: dict[tuple, int] = {}
+        # Feature audit (for lookahead-analysis and recursive-analysis): FreqAI strips the %
+        # columns before returning the dataframe, so a copy is kept and merged back by date.
+        self._audit_features = bool(config.get(AUDIT_KEY, False))
+        self._audit_frames: dict[str, pd.DataFrame] = {}
 
     # ----------------------------------------------------------------------------------
     # Configuration
@@ -264,6 +271,9 @@ class TRMTSStrategy(IStrategy):
 
     def populate_indicators(self, dataframe: pd.DataFrame, metadata: dict) -> pd.DataFrame:
         dataframe = self.freqai.start(dataframe, metadata, self)
+        audit = self._audit_frames.pop(metadata["pair"], None)
+        if audit is not None:
+            dataframe = dataframe.merge(audit, on="date", how="left")
         return self.add_forecast_columns(dataframe)
 
     def add_forecast_columns(self, dataframe: pd.DataFrame) -> pd.DataFrame:
