@@ -31,7 +31,7 @@ class CandleDataError(ValueError):
 
 @dataclass
 class LoadReport:
-    """What loading changed or noticed, for the CLI to print."""
+    """Summary of the changes and findings of one load, for the CLI to print."""
 
     path: str
     rows_read: int = 0
@@ -112,9 +112,9 @@ def _parse_dates(column: pd.Series, name: str, path: Path) -> pd.Series:
 def load_candles(path: str | Path) -> tuple[pd.DataFrame, LoadReport]:
     """Read candles from CSV, parquet or freqtrade's feather/JSON files.
 
-    Returns a frame with columns ``date`` (UTC, or absent when the file has no date column),
-    open, high, low, close and volume as float64, sorted by date with duplicate timestamps
-    removed (the last row wins: a re-downloaded candle replaces the earlier partial one).
+    Returns a frame with columns ``date`` (UTC, absent when the file has no date column) and
+    open, high, low, close and volume as float64, sorted by date. Of duplicate timestamps the
+    last row is kept, because a re-downloaded candle replaces the earlier partial one.
     Only ``close`` is required. A missing open becomes the previous close, missing high and
     low the max and min of open and close, and a missing volume a constant 1.0, which makes
     the volume features uninformative.

@@ -15,7 +15,7 @@ import pandas as pd
 from trm_ts.data import FEATURE_CLIP, StandardScaler, WindowSet, forward_log_return
 from trm_ts.features import INDICATOR_COLUMNS, calendar_indices, indicator_features, regime_index
 
-# Fewest windows each split must hold for a meaningful fit and evaluation.
+# Minimum windows per split for a meaningful fit and evaluation.
 MIN_SPLIT_WINDOWS = 32
 
 

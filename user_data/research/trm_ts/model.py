@@ -48,7 +48,7 @@ class TRMTSConfig:
     ctx_dim: int = 0
     attn_heads: int = 2
     dropout: float = 0.2
-    # Longest window the learned position table covers; shorter windows use its newest rows.
+    # Maximum window length of the learned position table; shorter windows use its newest rows.
     max_len: int = 256
     # Bounds of the predicted log-variance in training-target units. With standardized
     # targets, exp(-12 / 2) and exp(8 / 2) give sigma between 0.0025 and 55 target stds.
@@ -253,7 +253,7 @@ class TRMCore(nn.Module):
     """Recurrent refinement of the latent ``z`` against the token sequence.
 
     Each step: (a) ``z`` reads the tokens by cross-attention, (b) ``z = core(z + read, m)``
-    with a gated residual MLP that also sees the memory, (c) FiLM-style reconditioning of the
+    with a gated residual MLP that also reads the memory, (c) FiLM-style reconditioning of the
     tokens from ``z``, (d) a GRU-style gated update of the memory ``m``.
 
     Gradient policy: every step stays in the autograd graph (no detach between steps), so the
@@ -387,7 +387,7 @@ class TRMTS(nn.Module):
             )
 
     def embed_candles(self, rows: torch.Tensor) -> torch.Tensor:
-        """Embed candles one by one: (N, F) -> (N, D). No candle sees another here."""
+        """Embed candles independently of each other: (N, F) -> (N, D)."""
         return self.feature_embed(rows) + self.cross_feature(rows)
 
     def forward(

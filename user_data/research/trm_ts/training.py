@@ -75,7 +75,7 @@ class EpochLog:
 
 @dataclass
 class FitResult:
-    """Outcome of ``fit``; the model already holds the best weights."""
+    """Outcome of ``fit``. The model already contains the best weights."""
 
     history: list[EpochLog] = field(default_factory=list)
     best_epoch: int = 0
