@@ -37,6 +37,7 @@ class TRMTSRegressor(BaseRegressionModel):
         self.adapter = TRMTSAdapter(self.freqai_info, self.config["timeframe"])
         # Live, FreqAI predicts on the last CONV_WIDTH candles: one full window.
         self.CONV_WIDTH = self.adapter.params.window
+        self._newest_prediction: tuple[DataFrame, npt.NDArray[np.int_]] | None = None
 
     def define_data_pipeline(self, threads: int = -1) -> Pipeline:
         return self.adapter.wrap_feature_pipeline(super().define_data_pipeline(threads))
@@ -69,4 +70,21 @@ class TRMTSRegressor(BaseRegressionModel):
     def predict(
         self, unfiltered_df: DataFrame, dk: FreqaiDataKitchen, **kwargs: Any
     ) -> tuple[DataFrame, npt.NDArray[np.int_]]:
-        return self.adapter.predict(self.model, unfiltered_df, dk)
+        pred, do_predict = self.adapter.predict(self.model, unfiltered_df, dk)
+        # FreqAI adds bookkeeping columns to the frame it gets, so keep an unmodified copy.
+        self._newest_prediction = (pred.copy(), do_predict.copy())
+        return pred, do_predict
+
+    def build_strategy_return_arrays(
+        self, dataframe: DataFrame, dk: FreqaiDataKitchen, pair: str, trained_timestamp: int
+    ) -> None:
+        first_call = pair not in self.dd.model_return_values
+        super().build_strategy_return_arrays(dataframe, dk, pair, trained_timestamp)
+        if not first_call or self._newest_prediction is None:
+            return
+        # On the first live call (also after a restart) FreqAI records the whole frame with
+        # do_predict=0 or zeros. The newest candle's prediction is a real out-of-sample one,
+        # so it is written back with FreqAI's own append step, as on every later candle.
+        pred, do_predict = self._newest_prediction
+        self.dd.append_model_predictions(pair, pred, do_predict, dk, dataframe)
+        dk.return_dataframe = self.dd.attach_return_values_to_return_dataframe(pair, dataframe)

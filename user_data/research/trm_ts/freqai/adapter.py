@@ -232,7 +232,7 @@ class TRMTSAdapter:
                 train_set,
                 valid_set,
                 self.train_config(),
-                on_epoch=None if writer is None else _epoch_logger(writer),
+                on_epoch=_epoch_logger(pair, self.params.epochs, writer),
             )
         finally:
             if writer is not None:
@@ -575,10 +575,23 @@ def _tensorboard_writer(dk: FreqaiDataKitchen, active: bool):
     return TensorboardLogger(dk.data_path, activate=True)
 
 
-def _epoch_logger(writer):
+def _epoch_logger(pair: str, epochs: int, writer):
+    """Return an ``on_epoch`` callback: one log line per epoch, and TensorBoard scalars."""
+
     def log_epoch(log: EpochLog) -> None:
-        writer.log_scalar("train_nll", log.train_nll, log.epoch)
-        if math.isfinite(log.valid_nll):
-            writer.log_scalar("test_nll", log.valid_nll, log.epoch)
+        logger.info(
+            "TRM-TS %s epoch %d/%d: train_nll=%.5f test_nll=%.5f%s (%.1fs)",
+            pair,
+            log.epoch,
+            epochs,
+            log.train_nll,
+            log.valid_nll,
+            " best" if log.is_best else "",
+            log.seconds,
+        )
+        if writer is not None:
+            writer.log_scalar("train_nll", log.train_nll, log.epoch)
+            if math.isfinite(log.valid_nll):
+                writer.log_scalar("test_nll", log.valid_nll, log.epoch)
 
     return log_epoch
