@@ -1,0 +1,393 @@
+"""Regenerate docs/benchmarks.md and its plots: forecast quality, speed and size of TRM-TS.
+
+Usage (from the repository root):
+
+    .venv/bin/python scripts/benchmark_trm_ts.py            # full run, under an hour on 2 cores
+    .venv/bin/python scripts/benchmark_trm_ts.py --quick    # a few minutes, same page layout
+
+The page, the PNG plots and a JSON file of the raw numbers go to ``--out-dir`` (default
+``docs``): ``benchmarks.md``, ``img/*.png`` and ``benchmarks.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trm_ts.bench import backtest as bt
+from trm_ts.bench import contenders as c
+from trm_ts.bench import report, speed
+from trm_ts.bench.folds import Fold
+from trm_ts.bench.pairs import load_pair
+from trm_ts.bench.walkforward import WalkForwardSettings, run_walk_forward
+from trm_ts.freqai.params import TRMTSParams
+
+logger = logging.getLogger("benchmark_trm_ts")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "binance"
+ALL_PAIRS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "XRP/USDT")
+# The speed part uses one pair's candles; its rows are identical for both models.
+SPEED_PAIR = "BTC/USDT"
+
+
+@dataclass(frozen=True)
+class Mode:
+    """Budget of one run mode."""
+
+    name: str
+    walk_forward: WalkForwardSettings
+    speed: speed.SpeedSettings
+    backtest: bt.BacktestSettings
+
+
+def full_mode(trm: TRMTSParams) -> Mode:
+    """Return the full run: every pair, three folds, the product's epochs and patience."""
+    return Mode(
+        name="full",
+        walk_forward=WalkForwardSettings(
+            pairs=ALL_PAIRS,
+            n_folds=3,
+            train_days=14,
+            test_days=14,
+            trm=c.TRMSettings(epochs=trm.epochs, patience=trm.patience),
+            transformer_epochs=2,
+            ablation_folds=1,
+        ),
+        speed=speed.SpeedSettings(
+            train_windows=1024,
+            valid_windows=256,
+            epochs=3,
+            inference_windows=4096,
+            loop_windows=128,
+        ),
+        backtest=bt.BacktestSettings(
+            pairs=("BTC/USDT", "ETH/USDT"),
+            timerange="20260101-20260115",
+            train_period_days=14,
+            backtest_period_days=7,
+            epochs=2,
+        ),
+    )
+
+
+def quick_mode() -> Mode:
+    """Return the quick run: two pairs, two short folds, a couple of epochs everywhere."""
+    return Mode(
+        name="quick",
+        walk_forward=WalkForwardSettings(
+            pairs=("BTC/USDT", "ETH/USDT"),
+            n_folds=2,
+            train_days=6,
+            test_days=2,
+            trm=c.TRMSettings(epochs=2, patience=2),
+            transformer_epochs=1,
+            ablation_folds=1,
+        ),
+        speed=speed.SpeedSettings(
+            train_windows=256,
+            valid_windows=64,
+            epochs=1,
+            inference_windows=512,
+            loop_windows=32,
+        ),
+        backtest=bt.BacktestSettings(
+            pairs=("BTC/USDT",),
+            timerange="20260108-20260110",
+            # FreqAI holds out 15% of the training days; the transformer needs more rows
+            # there than one window (64), so 5 days is the minimum.
+            train_period_days=6,
+            backtest_period_days=1,
+            epochs=1,
+        ),
+    )
+
+
+# --- Run description ----------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    """Return the CPU model name from /proc/cpuinfo, or the platform string elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str:
+    """Return the checked-out commit, marked when tracked files differ from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"{commit} (with uncommitted changes)" if dirty else commit
+
+
+def run_rows(argv: list[str], started: datetime, seconds: float, mode: Mode) -> list:
+    command = "python scripts/benchmark_trm_ts.py" + "".join(f" {shlex.quote(a)}" for a in argv)
+    return [
+        ("Command", f"`{command}`"),
+        ("Mode", mode.name),
+        ("Git commit", git_commit()),
+        ("Started (UTC)", started.strftime("%Y-%m-%d %H:%M")),
+        ("Wall time", report.fmt_seconds(seconds)),
+        ("CPU", f"{cpu_model()}, {os.cpu_count()} logical cores"),
+        ("torch", f"{torch.__version__}, {torch.get_num_threads()} threads"),
+        (
+            "Other packages",
+            f"Python {platform.python_version()}, freqtrade {version('freqtrade')}, "
+            f"lightgbm {version('lightgbm')}, arch {version('arch')}, numpy {np.__version__}",
+        ),
+        (
+            "Load",
+            "the CPU was shared with other jobs during the run; rates are lower bounds and "
+            "ratios measured back to back",
+        ),
+    ]
+
+
+def setup_rows(mode: Mode, trm: TRMTSParams, data_dir: Path) -> list:
+    wf = mode.walk_forward
+    tf = c.TransformerSettings(window=trm.window, epochs=wf.transformer_epochs)
+    return [
+        ("Candles", f"{', '.join(wf.pairs)}; {wf.timeframe}; from `{data_dir.name}` data"),
+        ("Target", f"forward log return over {wf.horizon} candles"),
+        (
+            "Walk-forward",
+            f"{wf.n_folds} folds; each trains on the {wf.train_days:g} days before its "
+            f"{wf.test_days:g}-day test block, the last {wf.valid_fraction:.0%} of them for "
+            f"validation; {wf.horizon} candles purged before validation and before test",
+        ),
+        (
+            "TRM-TS",
+            f"product defaults (`TRMTSParams`): window {trm.window}, latent {trm.latent_dim}, "
+            f"{trm.recursive_steps} recursion steps, scales {list(trm.multi_scales)}, "
+            f"lr {trm.learning_rate:g}, weight decay {trm.weight_decay:g}, batch "
+            f"{trm.batch_size}, deep supervision; epochs {wf.trm.epochs} with early-stopping "
+            f"patience {wf.trm.patience}",
+        ),
+        (
+            "FreqAI transformer",
+            f"window {tf.window}, hidden {tf.hidden_dim}, {tf.n_layer} layer, {tf.nhead} heads, "
+            f"dropout {tf.dropout}, lr {tf.learning_rate:g}, batch {tf.batch_size}, "
+            f"{tf.epochs} epochs",
+        ),
+        ("LightGBM", ", ".join(f"{k}={v}" for k, v in c.LIGHTGBM_PARAMS.items())),
+    ]
+
+
+def fold_rows(folds: list[Fold], dates) -> list:
+    def day(row: int) -> str:
+        return dates[row].strftime("%Y-%m-%d %H:%M")
+
+    return [
+        (
+            str(f.index),
+            f"{day(f.train_start)} to {day(f.valid_stop - 1)}",
+            f"{day(f.test_start)} to {day(f.test_stop - 1)}",
+        )
+        for f in folds
+    ]
+
+
+CONTENDER_NOTES = [
+    "**TRM-TS**: trained per pair and fold with `trm_ts.training.fit`, predicted with "
+    "`trm_ts.training.predict`; features from `trm_ts.features` standardized on the training "
+    "rows, target standardized on the training rows, early stopping on the validation part.",
+    "**Zero mean + EWMA**: RiskMetrics EWMA of one-candle squared returns (lambda 0.94), "
+    "times the horizon. Nothing is fitted.",
+    "**Zero mean + EWMA x hour-of-day**: the EWMA variance times one factor per UTC hour, "
+    "each the mean of target^2 / EWMA variance over that hour's training rows.",
+    "**GARCH(1,1)**: zero-mean Gaussian GARCH(1,1) from the `arch` package, fitted on the "
+    "training returns; the test rows are filtered with the fixed parameters, and the 4-candle "
+    "variance is the sum of the 1..4-step analytic forecasts.",
+    "**LightGBM mean + EWMA**: `lightgbm.LGBMRegressor`, the model FreqAI's "
+    "`LightGBMRegressor` wraps, on the newest candle's features plus regime, hour and day of "
+    "week as numeric columns; the sigma is the zero-mean EWMA sigma.",
+    "**PyTorch transformer mean + EWMA**: freqtrade's `PyTorchTransformerModel` trained by "
+    "freqtrade's `PyTorchTransformerTrainer` with MSE, as `PyTorchTransformerRegressor` does, "
+    "on windows of the same features min-max scaled to [-1, 1] on the training rows (FreqAI's "
+    "default scaling, label included); the sigma is the zero-mean EWMA sigma. Freqtrade sizes "
+    "its position table by the model width (16 here), shorter than the window, so the table "
+    "is rebuilt at the window length with freqtrade's own `PositionalEncoding`.",
+    "The FreqAI models run outside FreqAI's data kitchen so that all contenders share the same "
+    "rows, folds and purge.",
+]
+
+
+# --- Parts ----------------------------------------------------------------------------------
+
+
+def speed_inputs(data_dir: Path, mode: Mode, trm: TRMTSParams) -> speed.SpeedInputs:
+    """Build identical speed inputs from the newest candles of ``SPEED_PAIR``."""
+    pair = load_pair(data_dir, SPEED_PAIR, mode.walk_forward.timeframe, mode.walk_forward.horizon)
+    s = mode.speed
+    n_needed = s.train_windows + s.valid_windows + s.inference_windows + 2 * pair.horizon
+    stop = pair.n_rows - pair.horizon
+    first = stop - n_needed
+    if first - trm.window + 1 < pair.first_finite_row:
+        raise ValueError(f"{SPEED_PAIR} has too few candles for the speed settings {s}")
+    train_ends = np.arange(first, first + s.train_windows)
+    valid_start = train_ends[-1] + 1 + pair.horizon
+    valid_ends = np.arange(valid_start, valid_start + s.valid_windows)
+    infer_start = valid_ends[-1] + 1 + pair.horizon
+    inference_ends = np.arange(infer_start, infer_start + s.inference_windows)
+
+    scaler = c.StandardScaler.fit(pair.features[train_ends])
+    features = np.clip(scaler.transform(pair.features), -c.FEATURE_CLIP, c.FEATURE_CLIP)
+    target_scaler = c.StandardScaler.fit(pair.target[train_ends, None])
+    return speed.SpeedInputs(
+        features=np.nan_to_num(features, nan=0.0).astype(np.float32),
+        target=np.nan_to_num(target_scaler.transform(pair.target[:, None])).astype(np.float32),
+        regime=pair.regime,
+        hour=pair.hour,
+        day_of_week=pair.day_of_week,
+        window=trm.window,
+        train_ends=train_ends,
+        valid_ends=valid_ends,
+        inference_ends=inference_ends,
+    )
+
+
+def speed_rows(mode: Mode, trm: TRMTSParams, threads: int) -> list:
+    s = mode.speed
+    return [
+        ("Input", f"{SPEED_PAIR} 15m candles, the same standardized feature rows for both"),
+        ("Window, batch", f"{trm.window} candles, {s.batch_size} windows per training batch"),
+        (
+            "Training",
+            f"{s.train_windows} windows, best of {s.epochs} epochs; {s.valid_windows} "
+            "validation windows evaluated after every epoch (included in the time)",
+        ),
+        (
+            "Inference",
+            f"{s.inference_windows} windows in batches of {s.predict_batch_size}; the loop runs "
+            f"{s.loop_windows} windows, one forward pass each; best of "
+            f"{speed.INFERENCE_REPEATS} repeats",
+        ),
+        ("Threads", f"{threads} torch threads, each model in its own fresh process"),
+        (
+            "FLOPs",
+            "torch.utils.flop_counter.FlopCounterMode on one window (matmuls and attention, "
+            "not elementwise operations)",
+        ),
+        (
+            "Matmul peak",
+            f"best of 10 float32 {speed.MATMUL_SIZE}x{speed.MATMUL_SIZE} torch.mm in this run",
+        ),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="run the few-minute variant")
+    parser.add_argument(
+        "--out-dir", type=Path, default=REPO_ROOT / "docs",
+        help="folder for benchmarks.md, benchmarks.json and img/ (default: docs)",
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+        help="folder with freqtrade feather candles (default: ../shared/data/binance)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch, LightGBM and OpenMP threads for every model (default 1: on a CPU that "
+        "other jobs share, 2-thread OpenMP regions of these small models ran up to 10x slower)",
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, default=REPO_ROOT / "build" / "benchmark",
+        help="folder for the backtest logs (default: build/benchmark, ignored by git)",
+    )
+    parser.add_argument(
+        "--skip-backtest", action="store_true",
+        help="leave out the full FreqAI backtest timing; the page says it was not measured",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.threads < 1:
+        parser.error(f"--threads={args.threads} is invalid; it must be >= 1")
+    started_at = datetime.now(timezone.utc)
+    started = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    trm = TRMTSParams()
+    mode = quick_mode() if args.quick else full_mode(trm)
+    logger.info("benchmark mode %s, %d torch threads, data %s", mode.name, threads, args.data_dir)
+
+    # Speed first: it is the part most sensitive to a busy CPU, and it is short.
+    peak = speed.matmul_peak_gflops()
+    inputs = speed_inputs(args.data_dir, mode, trm)
+    speed_results = {
+        kind: speed.run_isolated(kind, inputs, mode.speed, threads)
+        for kind in (speed.TRM_TS, speed.TRANSFORMER)
+    }
+
+    quality = run_walk_forward(args.data_dir, mode.walk_forward)
+    quality.fits.attrs["trained_steps"] = trm.recursive_steps
+
+    if args.skip_backtest:
+        backtest, backtest_note = None, "Not measured: the run was started with --skip-backtest."
+    else:
+        backtest, backtest_note = bt.measure(mode.backtest, args.data_dir, args.work_dir, threads)
+
+    first_pair = mode.walk_forward.pairs[0]
+    page_inputs = report.PageInputs(
+        run_rows=[],
+        setup_rows=setup_rows(mode, trm, args.data_dir),
+        fold_rows=fold_rows(quality.folds[first_pair], quality.dates[first_pair]),
+        predictions=quality.predictions,
+        fits=quality.fits,
+        speed=speed_results,
+        matmul_gflops=peak,
+        speed_rows=speed_rows(mode, trm, threads),
+        backtest=backtest,
+        backtest_note=backtest_note,
+        notes=CONTENDER_NOTES,
+    )
+    page_inputs.run_rows = run_rows(argv, started_at, time.perf_counter() - started, mode)
+    out_dir = args.out_dir
+    targets = report.write_page(page_inputs, out_dir / "benchmarks.md", out_dir / "img")
+    raw = {
+        "mode": mode.name,
+        "speed": speed_results,
+        "matmul_gflops": peak,
+        "backtest": backtest,
+        "targets": [asdict(t) for t in targets],
+        "fits": quality.fits.to_dict(orient="records"),
+    }
+    (out_dir / "benchmarks.json").write_text(json.dumps(raw, indent=2, default=str) + "\n")
+    for t in targets:
+        logger.info("target %s: %s (%s)", "met" if t.met else "MISSED", t.name, t.measured)
+    logger.info("done in %s", report.fmt_seconds(time.perf_counter() - started))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
