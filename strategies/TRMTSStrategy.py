@@ -102,9 +102,9 @@ class TRMTSStrategy(IStrategy):
         self.can_short = str(config.get("trading_mode", "spot")) == "futures"
         self._logged_gap_counts: dict[tuple, int] = {}
         # Feature audit (for lookahead-analysis and recursive-analysis): FreqAI strips the %
-        # columns before returning the dataframe, so a copy is kept and merged back by date.
+        # columns before returning the dataframe, so they are merged back by date.
         self._audit_features = bool(config.get(AUDIT_KEY, False))
-        self._audit_frames: dict[str, pd.DataFrame] = {}
+        self._audit_kitchens: dict[str, Any] = {}
 
     # ----------------------------------------------------------------------------------
     # Configuration
@@ -263,6 +263,10 @@ class TRMTSStrategy(IStrategy):
                 count,
                 suffix,
             )
+        if self._audit_features and getattr(self, "freqai", None) is not None:
+            # FreqAI's data kitchen ends up holding every row with its features; the dataframe
+            # here stops before the last backtest window's end.
+            self._audit_kitchens[metadata["pair"]] = self.freqai.dk
         return dataframe
 
     # ----------------------------------------------------------------------------------
@@ -271,10 +275,17 @@ class TRMTSStrategy(IStrategy):
 
     def populate_indicators(self, dataframe: pd.DataFrame, metadata: dict) -> pd.DataFrame:
         dataframe = self.freqai.start(dataframe, metadata, self)
-        audit = self._audit_frames.pop(metadata["pair"], None)
-        if audit is not None:
-            dataframe = dataframe.merge(audit, on="date", how="left")
+        dataframe = self._merge_audit_features(dataframe, metadata["pair"])
         return self.add_forecast_columns(dataframe)
+
+    def _merge_audit_features(self, dataframe: pd.DataFrame, pair: str) -> pd.DataFrame:
+        """Merge FreqAI's % features back by date when the feature audit is on."""
+        kitchen = self._audit_kitchens.pop(pair, None)
+        populated = getattr(kitchen, "return_dataframe", None)
+        if populated is None or populated.empty:
+            return dataframe
+        names = [c for c in populated.columns if c.startswith("%") and c not in dataframe]
+        return dataframe.merge(populated[["date", *names]], on="date", how="left")
 
     def add_forecast_columns(self, dataframe: pd.DataFrame) -> pd.DataFrame:
         """Copy FreqAI's forecast into the signal and plot columns, NaN where it is invalid."""
