@@ -56,14 +56,15 @@ OFFLINE_ENV = "TRM_TS_OFFLINE"
 ACTIONS = ("download", "backtest", "dry-run", "analyze", "plot", "install", "demo")
 REPLAY_AUTO_ACTIONS = ("backtest", "analyze", "plot")
 
-# Demo: 40 days of seeded 15m candles, two weeks backtested with weekly retraining. The first
-# backtest day needs the training window (14 days in the fast config) plus the strategy's
-# startup candles before it.
+# Demo: 30 days of seeded 15m candles, two weeks backtested with weekly retraining on the fast
+# config with a 7-day training window. The first backtest day needs the training window plus
+# the strategy's startup candles (400, about 4 days) before it.
 DEMO_PAIRS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 DEMO_START = "2025-01-01"
-DEMO_DAYS = 40
-DEMO_TIMERANGE = "20250122-20250205"
+DEMO_DAYS = 30
+DEMO_TIMERANGE = "20250115-20250129"
 DEMO_TIMEFRAMES = ("15m", "1h")
+DEMO_FREQAI = {"identifier": "trm_ts_demo", "train_period_days": 7, "backtest_period_days": 7}
 
 logger = logging.getLogger("run_trm_ts")
 
@@ -154,14 +155,32 @@ def resolve_configs(args: argparse.Namespace) -> list[Path]:
     return configs
 
 
+def merge_dicts(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Return ``base`` updated by ``override``, merging nested dicts key by key."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_dicts(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def load_merged_config(configs: list[Path]) -> dict[str, Any]:
-    """Merge the config files the way freqtrade does: later files override earlier ones."""
-    from freqtrade.configuration.load_config import load_config_file
-    from freqtrade.misc import deep_merge_dicts
+    """Merge the config files as freqtrade does: later files override earlier ones."""
+    # freqtrade parses configs with rapidjson, allowing comments and trailing commas.
+    import rapidjson
 
     merged: dict[str, Any] = {}
     for path in configs:
-        merged = deep_merge_dicts(load_config_file(str(path)), merged)
+        with path.open() as file:
+            try:
+                content = rapidjson.load(
+                    file, parse_mode=rapidjson.PM_COMMENTS | rapidjson.PM_TRAILING_COMMAS
+                )
+            except rapidjson.JSONDecodeError as err:
+                raise SystemExit(f"error: config file {path} is not valid JSON: {err}") from err
+        merged = merge_dicts(merged, content)
     return merged
 
 
@@ -188,14 +207,16 @@ def config_timeframes(config: dict[str, Any]) -> list[str]:
     return timeframes
 
 
+def corr_pairs(config: dict[str, Any]) -> list[str]:
+    """Return FreqAI's correlated pairs (include_corr_pairlist)."""
+    feature_parameters = config.get("freqai", {}).get("feature_parameters", {})
+    return list(feature_parameters.get("include_corr_pairlist", []))
+
+
 def config_pairs(config: dict[str, Any]) -> list[str]:
     """Return the whitelist plus FreqAI's correlated pairs, without repeats."""
     pairs = list(config.get("exchange", {}).get("pair_whitelist", []))
-    feature_parameters = config.get("freqai", {}).get("feature_parameters", {})
-    for pair in feature_parameters.get("include_corr_pairlist", []):
-        if pair not in pairs:
-            pairs.append(pair)
-    return pairs
+    return pairs + [pair for pair in corr_pairs(config) if pair not in pairs]
 
 
 # Setup steps.
@@ -431,6 +452,7 @@ def write_demo_candles(datadir: Path, pairs: list[str]) -> None:
 
 
 def action_demo(ctx: RunContext) -> int:
+    ctx.configs.append(write_json(ctx.workdir / "demo.json", {"freqai": DEMO_FREQAI}))
     return action_backtest(ctx, timerange=ctx.args.timerange or DEMO_TIMERANGE)
 
 
@@ -454,7 +476,7 @@ class RunContext:
         self.workdir = workdir
         self.userdir = (args.userdir or DEFAULT_USERDIR).resolve()
         self.configs = resolve_configs(args)
-        self.config = load_merged_config(self.configs)
+        self.config = load_merged_config(self.configs) if args.action != "install" else {}
         self.replay = args.action != "install" and replay_enabled(args, self.config)
         self.datadir, self.replay_datadir = self._datadirs()
         self.pairs = list(args.pairs) if args.pairs else list(
@@ -502,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "demo":
             write_demo_candles(ctx.datadir, ctx.pairs)
         # FreqAI's correlated pairs must be listed by the exchange even when --pairs omits them.
-        replay_pairs = ctx.pairs + [p for p in config_pairs(ctx.config) if p not in ctx.pairs]
+        replay_pairs = ctx.pairs + [p for p in corr_pairs(ctx.config) if p not in ctx.pairs]
         timeframes = config_timeframes(ctx.config)
         with replay_exchange(
             ctx.replay, ctx.replay_datadir, replay_pairs, timeframes, args.replay_start, ctx.workdir

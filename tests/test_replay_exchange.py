@@ -360,6 +360,11 @@ def test_overlay_websockets_off() -> None:
     assert overlay["exchange"]["enable_ws"] is False
 
 
+def test_overlay_disables_fiat_conversion() -> None:
+    overlay = build_config_overlay("http://127.0.0.1:5555")
+    assert overlay["fiat_display_currency"] == ""
+
+
 def test_overlay_rejects_remote_url() -> None:
     with pytest.raises(ValueError, match="127.0.0.1"):
         build_config_overlay("http://10.0.0.1:5555")

@@ -3,8 +3,8 @@
 Passed as the last ``--config``, the overlay takes precedence over the user's config. It rewrites
 every API URL of ccxt's binance class, read from the installed ccxt so that an endpoint group
 added by a ccxt update is redirected too. It also turns websockets off, keeps freqtrade's
-Binance downloader from fetching archives from Binance's public data host, clears API keys and
-forces dry-run.
+Binance downloader from fetching archives from Binance's public data host, turns fiat conversion
+(CoinGecko) off, clears API keys and forces dry-run.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def build_config_overlay(base_url: str, pairs: list[str] | None = None) -> dict:
     }
     if pairs:
         exchange["pair_whitelist"] = list(pairs)
-    return {"dry_run": True, "exchange": exchange}
+    # freqtrade's RPC layer fetches fiat rates from CoinGecko when a fiat currency is set.
+    return {"dry_run": True, "fiat_display_currency": "", "exchange": exchange}
 
 
 def write_config_overlay(path: Path | str, base_url: str, pairs: list[str] | None = None) -> Path:
