@@ -55,17 +55,22 @@ class Mode:
     backtest: bt.BacktestSettings
 
 
-def full_mode(trm: TRMTSParams) -> Mode:
-    """Return the full run: every pair, three folds, the product's epochs and patience."""
+def full_mode(trm: TRMTSParams, train_days: float) -> Mode:
+    """Return the full run: every pair, three folds, the config's training period and epochs."""
     return Mode(
         name="full",
         walk_forward=WalkForwardSettings(
             pairs=ALL_PAIRS,
             n_folds=3,
-            train_days=14,
+            train_days=train_days,
             test_days=14,
-            trm=c.TRMSettings(epochs=trm.epochs, patience=trm.patience),
-            transformer_epochs=2,
+            trm=c.TRMSettings(
+                params=trm,
+                epochs=trm.epochs,
+                patience=trm.patience,
+                deep_supervision=trm.deep_supervision,
+            ),
+            transformer_epochs=4,
             ablation_folds=1,
         ),
         speed=speed.SpeedSettings(
@@ -74,18 +79,19 @@ def full_mode(trm: TRMTSParams) -> Mode:
             epochs=3,
             inference_windows=4096,
             loop_windows=128,
+            batch_size=trm.batch_size,
         ),
         backtest=bt.BacktestSettings(
             pairs=("BTC/USDT", "ETH/USDT"),
             timerange="20260101-20260115",
-            train_period_days=14,
+            train_period_days=round(train_days),
             backtest_period_days=7,
             epochs=2,
         ),
     )
 
 
-def quick_mode() -> Mode:
+def quick_mode(trm: TRMTSParams) -> Mode:
     """Return the quick run: two pairs, two short folds, a couple of epochs everywhere."""
     return Mode(
         name="quick",
@@ -94,7 +100,9 @@ def quick_mode() -> Mode:
             n_folds=2,
             train_days=6,
             test_days=2,
-            trm=c.TRMSettings(epochs=2, patience=2),
+            trm=c.TRMSettings(
+                params=trm, epochs=2, patience=2, deep_supervision=trm.deep_supervision
+            ),
             transformer_epochs=1,
             ablation_folds=1,
         ),
@@ -104,6 +112,7 @@ def quick_mode() -> Mode:
             epochs=1,
             inference_windows=512,
             loop_windows=32,
+            batch_size=trm.batch_size,
         ),
         backtest=bt.BacktestSettings(
             pairs=("BTC/USDT",),
@@ -170,7 +179,7 @@ def run_rows(argv: list[str], started: datetime, seconds: float, mode: Mode) -> 
     ]
 
 
-def setup_rows(mode: Mode, trm: TRMTSParams, data_dir: Path) -> list:
+def setup_rows(mode: Mode, trm: TRMTSParams, data_dir: Path, config_name: str) -> list:
     wf = mode.walk_forward
     tf = c.TransformerSettings(window=trm.window, epochs=wf.transformer_epochs)
     return [
@@ -184,11 +193,12 @@ def setup_rows(mode: Mode, trm: TRMTSParams, data_dir: Path) -> list:
         ),
         (
             "TRM-TS",
-            f"product defaults (`TRMTSParams`): window {trm.window}, latent {trm.latent_dim}, "
-            f"{trm.recursive_steps} recursion steps, scales {list(trm.multi_scales)}, "
-            f"lr {trm.learning_rate:g}, weight decay {trm.weight_decay:g}, batch "
-            f"{trm.batch_size}, deep supervision; epochs {wf.trm.epochs} with early-stopping "
-            f"patience {wf.trm.patience}",
+            f"`model_training_parameters` of `{config_name}`: window {trm.window}, latent "
+            f"{trm.latent_dim}, "
+            f"{trm.recursive_steps} recursion steps, scales {list(trm.multi_scales)}, dropout "
+            f"{trm.dropout}, lr {trm.learning_rate:g}, weight decay {trm.weight_decay:g}, batch "
+            f"{trm.batch_size}, deep supervision {trm.deep_supervision}; at most "
+            f"{wf.trm.epochs} epochs, early-stopping patience {wf.trm.patience}",
         ),
         (
             "FreqAI transformer",
@@ -198,6 +208,14 @@ def setup_rows(mode: Mode, trm: TRMTSParams, data_dir: Path) -> list:
         ),
         ("LightGBM", ", ".join(f"{k}={v}" for k, v in c.LIGHTGBM_PARAMS.items())),
     ]
+
+
+def display_path(path: Path) -> str:
+    """Return ``path`` relative to the repository root when it lies inside it."""
+    try:
+        return path.resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def fold_rows(folds: list[Fold], dates) -> list:
@@ -267,6 +285,7 @@ def speed_inputs(data_dir: Path, mode: Mode, trm: TRMTSParams) -> speed.SpeedInp
         hour=pair.hour,
         day_of_week=pair.day_of_week,
         window=trm.window,
+        params=trm,
         train_ends=train_ends,
         valid_ends=valid_ends,
         inference_ends=inference_ends,
@@ -277,10 +296,14 @@ def speed_rows(mode: Mode, trm: TRMTSParams, threads: int) -> list:
     s = mode.speed
     return [
         ("Input", f"{SPEED_PAIR} 15m candles, the same standardized feature rows for both"),
-        ("Window, batch", f"{trm.window} candles, {s.batch_size} windows per training batch"),
+        (
+            "Window, batch",
+            f"{trm.window} candles, {s.batch_size} windows per training batch (the TRM-TS "
+            "config's batch size, for both)",
+        ),
         (
             "Training",
-            f"{s.train_windows} windows, best of {s.epochs} epochs; {s.valid_windows} "
+            f"{s.train_windows} windows, the fastest of {s.epochs} epoch(s); {s.valid_windows} "
             "validation windows evaluated after every epoch (included in the time)",
         ),
         (
@@ -292,8 +315,9 @@ def speed_rows(mode: Mode, trm: TRMTSParams, threads: int) -> list:
         ("Threads", f"{threads} torch threads, each model in its own fresh process"),
         (
             "FLOPs",
-            "torch.utils.flop_counter.FlopCounterMode on one window (matmuls and attention, "
-            "not elementwise operations)",
+            "torch.utils.flop_counter.FlopCounterMode (matmuls and attention, not elementwise "
+            "operations) on one window, and on one batch of batched prediction, where TRM-TS "
+            "embeds each candle once for all the windows that contain it",
         ),
         (
             "Matmul peak",
@@ -315,6 +339,11 @@ def main(argv: list[str] | None = None) -> int:
         help="folder with freqtrade feather candles (default: ../shared/data/binance)",
     )
     parser.add_argument(
+        "--config", type=Path, default=None,
+        help="FreqAI config whose TRM-TS parameters and train_period_days the benchmark uses "
+        "(default: configs/config_trm_ts.json, else configs/config_trm_ts_ci.json)",
+    )
+    parser.add_argument(
         "--threads", type=int, default=1,
         help="torch, LightGBM and OpenMP threads for every model (default 1: on a CPU that "
         "other jobs share, 2-thread OpenMP regions of these small models ran up to 10x slower)",
@@ -333,12 +362,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.threads < 1:
         parser.error(f"--threads={args.threads} is invalid; it must be >= 1")
+    if args.config is None:
+        args.config = bt.base_config()
+    if not args.config.is_file():
+        parser.error(f"--config {args.config} not found; pass a FreqAI config file")
     started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
-    trm = TRMTSParams()
-    mode = quick_mode() if args.quick else full_mode(trm)
+    config_path = args.config
+    config = json.loads(config_path.read_text())
+    trm = TRMTSParams.from_config(config["freqai"]["model_training_parameters"])
+    train_days = float(config["freqai"]["train_period_days"])
+    mode = quick_mode(trm) if args.quick else full_mode(trm, train_days)
     logger.info("benchmark mode %s, %d torch threads, data %s", mode.name, threads, args.data_dir)
 
     # Speed first: it is the part most sensitive to a busy CPU, and it is short.
@@ -350,7 +386,6 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     quality = run_walk_forward(args.data_dir, mode.walk_forward)
-    quality.fits.attrs["trained_steps"] = trm.recursive_steps
 
     if args.skip_backtest:
         backtest, backtest_note = None, "Not measured: the run was started with --skip-backtest."
@@ -360,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     first_pair = mode.walk_forward.pairs[0]
     page_inputs = report.PageInputs(
         run_rows=[],
-        setup_rows=setup_rows(mode, trm, args.data_dir),
+        setup_rows=setup_rows(mode, trm, args.data_dir, display_path(args.config)),
         fold_rows=fold_rows(quality.folds[first_pair], quality.dates[first_pair]),
         predictions=quality.predictions,
         fits=quality.fits,

@@ -4,13 +4,12 @@ Both runs use the same strategy (``TRMTSStrategy``), base config, pairs, timeran
 retrain cadence, with the exchange pointed at the replay exchange on 127.0.0.1 (started
 here, fed by the same candle files). Only the FreqAI model and its training parameters
 differ. Each ``freqtrade backtesting`` runs as a child process. Its wall time covers
-startup, feature engineering, every retraining and the predictions. Its peak memory is
-``ru_maxrss`` as reported by ``os.wait4`` for that child.
+startup, feature engineering, every retraining and the predictions. Its peak memory is the
+child's VmHWM, polled every 0.2 s.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -20,6 +19,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from trm_ts.bench.speed import peak_rss_mb
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +60,12 @@ def missing_parts() -> list[str]:
     return missing
 
 
-def _base_config() -> Path:
-    return next(REPO_ROOT / p for p in BASE_CONFIGS if (REPO_ROOT / p).is_file())
+def base_config() -> Path:
+    """Return the FreqAI config the benchmark takes TRM-TS parameters and features from."""
+    for name in BASE_CONFIGS:
+        if (REPO_ROOT / name).is_file():
+            return REPO_ROOT / name
+    raise FileNotFoundError(f"none of {list(BASE_CONFIGS)} exists under {REPO_ROOT}")
 
 
 def write_config(work: Path, settings: BacktestSettings, model: str, window: int) -> Path:
@@ -72,18 +77,15 @@ def write_config(work: Path, settings: BacktestSettings, model: str, window: int
     ``model_training_parameters``.
     """
     from trm_ts.bench.contenders import TransformerSettings
-    from trm_ts.freqai.params import TRMTSParams
 
-    config = json.loads(_base_config().read_text())
+    config = json.loads(base_config().read_text())
     config["exchange"]["pair_whitelist"] = list(settings.pairs)
     freqai = config["freqai"]
     freqai["identifier"] = f"bench_{model}"
     freqai["train_period_days"] = settings.train_period_days
     freqai["backtest_period_days"] = settings.backtest_period_days
     if model == TRM_REGRESSOR:
-        # The product defaults, as in the walk-forward part, with the epochs set here.
-        params = dataclasses.replace(TRMTSParams(), epochs=settings.epochs)
-        freqai["model_training_parameters"] = params.to_dict()
+        freqai["model_training_parameters"]["epochs"] = settings.epochs
     else:
         tf = TransformerSettings(window=window, epochs=settings.epochs)
         freqai["conv_width"] = window
@@ -102,7 +104,10 @@ def write_config(work: Path, settings: BacktestSettings, model: str, window: int
 
 
 def _run(command: list[str], log_path: Path, threads: int) -> tuple[int, float, float]:
-    """Run ``command``; return exit code, wall seconds and the child's peak RSS in MB."""
+    """Run ``command``; return exit code, wall seconds and the child's peak RSS in MB.
+
+    The peak is the child's VmHWM, polled while it runs (see ``speed.peak_rss_mb``).
+    """
     # torch and LightGBM size their thread pools from OMP_NUM_THREADS when they load.
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     started = time.perf_counter()
@@ -111,18 +116,20 @@ def _run(command: list[str], log_path: Path, threads: int) -> tuple[int, float, 
             command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env
         )
         deadline = started + RUN_TIMEOUT_S
+        peak = 0.0
         while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            peak = max(peak, peak_rss_mb(proc.pid) or 0.0)
+            pid, status = os.waitpid(proc.pid, os.WNOHANG)
             if pid:
                 break
             if time.perf_counter() > deadline:
-                logger.error("backtest timed out after %d s; killing pid %d", RUN_TIMEOUT_S, proc.pid)
+                logger.error("backtest timed out after %d s; killing it", RUN_TIMEOUT_S)
                 proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
+                pid, status = os.waitpid(proc.pid, 0)
                 break
             time.sleep(0.2)
     seconds = time.perf_counter() - started
-    return os.waitstatus_to_exitcode(status), seconds, usage.ru_maxrss / 1024.0
+    return os.waitstatus_to_exitcode(status), seconds, peak
 
 
 # FreqAI's message when a training raises: it logs it, skips the pair and carries on.
@@ -163,7 +170,8 @@ def measure(
     from trm_ts.freqai.params import TRMTSParams
     from trm_ts.replay_exchange import ReplayExchange
 
-    window = TRMTSParams().window
+    config = json.loads(base_config().read_text())
+    window = TRMTSParams.from_config(config["freqai"]["model_training_parameters"]).window
     results = {}
     with tempfile.TemporaryDirectory(prefix="trm_bench_bt_") as tmp:
         work = Path(tmp)
@@ -219,6 +227,10 @@ def measure(
             f"{settings.backtest_period_days} days",
         ),
         ("Epochs per training", f"{settings.epochs} for both models"),
+        (
+            "Model settings",
+            "TRM-TS as in the config; the transformer as in the walk-forward part above",
+        ),
         ("Window", f"{window} candles for both models (`conv_width` for the transformer)"),
         ("Threads", f"OMP_NUM_THREADS={threads} for both runs"),
         ("TRMTSRegressor wall time", f"{trm['seconds']:.0f} s"),
@@ -229,8 +241,8 @@ def measure(
     ]
     note = (
         f"`freqtrade backtesting` with `{STRATEGY}` and a copy of "
-        f"`{_base_config().relative_to(REPO_ROOT)}` whose pairs, cadence and model parameters "
-        "are replaced by those below (TRM-TS: `TRMTSParams` defaults), through the "
+        f"`{base_config().relative_to(REPO_ROOT)}` whose pairs, cadence and epochs are "
+        "replaced by those below, through the "
         f"replay exchange on 127.0.0.1. freqtrade's output is kept in `{_shown(log_dir)}`."
     )
     return {"rows": rows, "runs": results}, note

@@ -275,13 +275,14 @@ def transformer_forecast(
 
 @dataclass(frozen=True)
 class TRMSettings:
-    """TRM-TS settings of the benchmark; every field not set here is the product default.
+    """TRM-TS settings of the benchmark.
 
-    Defaults come from ``TRMTSParams`` (the FreqAI regressor's parameters), so the benchmark
-    measures the model a user gets. ``epochs`` and ``patience`` are set by the run mode to fit
-    the time budget.
+    ``params`` are the FreqAI regressor's parameters (``TRMTSParams``), read from the shipped
+    FreqAI config, so the benchmark measures the model a user gets. The run mode may lower
+    ``epochs`` and ``patience`` to fit its time budget.
     """
 
+    params: TRMTSParams
     epochs: int
     patience: int
     deep_supervision: bool = True
@@ -341,7 +342,7 @@ def trm_windows(
 
 def trm_forecast(pair: PairData, fold: Fold, settings: TRMSettings) -> TRMRun:
     """Train TRM-TS with ``trm_ts.training.fit`` and predict the test rows at 1..8 steps."""
-    params = TRMTSParams()
+    params = settings.params
     train, valid, test, target_scaler = trm_windows(pair, fold, params.window)
     torch.manual_seed(params.seed)
     model = trm_ts(

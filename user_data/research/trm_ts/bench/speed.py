@@ -4,8 +4,8 @@ Both models see identical inputs: the same standardized (N, F) feature rows of o
 the same window ends, window length, batch size and epochs. TRM-TS also gets the regime,
 hour and day-of-week indices of each window's newest candle, which its embeddings take.
 
-Each model runs in its own freshly spawned process, so the peak resident memory
-(``ru_maxrss``) of that process belongs to that model alone. Inside it, TRM-TS trains with
+Each model runs in its own freshly spawned process, so the peak resident memory (VmHWM)
+of that process belongs to that model alone. Inside it, TRM-TS trains with
 ``trm_ts.training.fit`` and predicts with ``trm_ts.training.predict``, the functions
 ``TRMTSRegressor`` calls. The transformer trains with freqtrade's
 ``PyTorchTransformerTrainer``. Inference is measured twice: batched, and as a loop that
@@ -24,10 +24,13 @@ import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from trm_ts.freqai.params import TRMTSParams
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +65,8 @@ class SpeedInputs:
     hour: np.ndarray
     day_of_week: np.ndarray
     window: int
+    # TRM-TS parameters; the transformer takes only the window from them.
+    params: TRMTSParams
     train_ends: np.ndarray
     valid_ends: np.ndarray
     inference_ends: np.ndarray
@@ -79,6 +84,8 @@ class SpeedResult:
     inference_candles_per_s: float
     loop_candles_per_s: float
     forward_flops_per_sample: float
+    # Per window inside a batched prediction, where TRM-TS embeds shared candles once.
+    batched_flops_per_sample: float
     train_flops_per_sample: float
     base_rss_mb: float
     peak_rss_mb: float
@@ -98,9 +105,26 @@ def matmul_peak_gflops(size: int = MATMUL_SIZE, repeats: int = 10) -> float:
     return 2.0 * size**3 / best / 1e9
 
 
+def peak_rss_mb(pid: int | str = "self") -> float | None:
+    """Return the peak resident memory of a process in MB, None when it cannot be read.
+
+    Reads VmHWM from /proc, the peak of the process's current address space. ``ru_maxrss``
+    is no substitute in a child started by fork and exec: Linux carries the parent's peak at
+    the fork over into it.
+    """
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # the value is in kB
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def _rss_mb() -> float:
-    # ru_maxrss is in kilobytes on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak = peak_rss_mb()
+    # Without /proc (not Linux), fall back to ru_maxrss, in kB on Linux and bytes on macOS.
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _best_rate(items: int, run) -> float:
@@ -117,22 +141,29 @@ def _count_flops(run) -> float:
     """Return the FLOPs torch's ``FlopCounterMode`` counts while ``run()`` executes.
 
     The counter covers matrix multiplications, attention and convolutions, not elementwise
-    operations, so the count is a lower bound dominated by the matmuls.
+    operations, so the count is a lower bound dominated by the matmuls. The fused inference
+    kernels of ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` (their "fast
+    path") are invisible to the counter, so they are switched off while it counts. The slow
+    path computes the same products.
     """
-    with FlopCounterMode(display=False) as counter:
-        run()
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            run()
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     return float(counter.get_total_flops())
 
 
 def _trm_worker(inputs: SpeedInputs, settings: SpeedSettings, threads: int) -> SpeedResult:
     from trm_ts.data import WindowSet
-    from trm_ts.freqai.params import TRMTSParams
     from trm_ts.losses import gaussian_nll
     from trm_ts.model import count_parameters, trm_ts
     from trm_ts.training import TrainConfig, fit, predict
 
     torch.set_num_threads(threads)
-    params = TRMTSParams()
+    params = inputs.params
 
     def windows(ends: np.ndarray, with_target: bool) -> WindowSet:
         return WindowSet(
@@ -182,7 +213,7 @@ def _trm_worker(inputs: SpeedInputs, settings: SpeedSettings, threads: int) -> S
         _trm_loop_rate(model, test, settings.loop_windows) for _ in range(INFERENCE_REPEATS)
     )
 
-    # FLOPs of one window, grad enabled so attention takes its decomposed (countable) path.
+    # FLOPs of one window.
     x = torch.from_numpy(test.gather(inputs.inference_ends[:1]))  # (1, T, F)
     end = inputs.inference_ends[:1]
     kwargs = {
@@ -201,6 +232,11 @@ def _trm_worker(inputs: SpeedInputs, settings: SpeedSettings, threads: int) -> S
         gaussian_nll(out["step_mean"], out["step_logvar"], target).backward()
 
     train_flops = _count_flops(train_step)
+    model.eval()
+    batch = test.subset(inputs.inference_ends[: settings.predict_batch_size])
+    batched_flops = _count_flops(
+        lambda: predict(model, batch, batch_size=settings.predict_batch_size)
+    )
     return SpeedResult(
         model=TRM_TS,
         parameters=count_parameters(model),
@@ -209,6 +245,7 @@ def _trm_worker(inputs: SpeedInputs, settings: SpeedSettings, threads: int) -> S
         inference_candles_per_s=batched_rate,
         loop_candles_per_s=loop_rate,
         forward_flops_per_sample=forward_flops,
+        batched_flops_per_sample=batched_flops / len(batch),
         train_flops_per_sample=train_flops,
         base_rss_mb=base_rss,
         peak_rss_mb=_rss_mb(),
@@ -286,6 +323,10 @@ def _transformer_worker(
     model.train()
     y = torch.zeros(1, 1, 1)
     train_flops = _count_flops(lambda: torch.nn.functional.mse_loss(model(x), y).backward())
+    batch = windows[: settings.predict_batch_size]
+    batched_flops = _count_flops(
+        lambda: transformer_predict(model, batch, batch_size=settings.predict_batch_size)
+    )
     return SpeedResult(
         model=TRANSFORMER,
         parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -294,6 +335,7 @@ def _transformer_worker(
         inference_candles_per_s=batched_rate,
         loop_candles_per_s=loop_rate,
         forward_flops_per_sample=forward_flops,
+        batched_flops_per_sample=batched_flops / len(batch),
         train_flops_per_sample=train_flops,
         base_rss_mb=base_rss,
         peak_rss_mb=_rss_mb(),

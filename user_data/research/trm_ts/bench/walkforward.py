@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +14,12 @@ from trm_ts import baselines
 from trm_ts.bench import contenders as c
 from trm_ts.bench.folds import Fold, walk_forward_folds
 from trm_ts.bench.pairs import PairData, load_pair
-from trm_ts.freqai.params import TRMTSParams
 
 logger = logging.getLogger(__name__)
 
 CANDLES_PER_DAY = {"15m": 96, "1h": 24}
-# Prediction columns: ``mu:<key>`` and ``sigma:<key>``. Keys beyond the model names:
+# Prediction columns: ``mu:<key>`` and ``sigma:<key>``. Beyond the model names, this key holds
+# TRM-TS trained with deep supervision flipped from its setting in ``trm_ts``.
 NO_DEEP_SUPERVISION = "trm_ts_no_ds"
 
 
@@ -80,7 +80,7 @@ def run_walk_forward(data_dir: Path, settings: WalkForwardSettings) -> WalkForwa
         raise ValueError(
             f"timeframe={settings.timeframe!r} is not supported; use one of {list(CANDLES_PER_DAY)}"
         )
-    window = TRMTSParams().window
+    window = settings.trm.params.window
     transformer = c.TransformerSettings(window=window, epochs=settings.transformer_epochs)
     frames, fits = [], []
     result = WalkForwardResult(predictions=pd.DataFrame(), fits=pd.DataFrame())
@@ -125,18 +125,16 @@ def run_walk_forward(data_dir: Path, settings: WalkForwardSettings) -> WalkForwa
             fits.append((pair_name, fold.index, c.TRM_TS, run.fit_seconds, run.epochs_run))
 
             if fold.index >= settings.n_folds - settings.ablation_folds:
-                no_ds = c.TRMSettings(
-                    epochs=settings.trm.epochs,
-                    patience=settings.trm.patience,
-                    deep_supervision=False,
+                # The ablation flips deep supervision, whatever the config sets.
+                no_ds = replace(
+                    settings.trm,
+                    deep_supervision=not settings.trm.deep_supervision,
                     max_inference_steps=run.trained_steps,
                 )
                 ablation = c.trm_forecast(pair, fold, no_ds)
                 _put(frame, NO_DEEP_SUPERVISION, ablation.by_steps[ablation.trained_steps])
-                fits.append(
-                    (pair_name, fold.index, NO_DEEP_SUPERVISION, ablation.fit_seconds,
-                     ablation.epochs_run)
-                )
+                row = (pair_name, fold.index, NO_DEEP_SUPERVISION, ablation.fit_seconds)
+                fits.append((*row, ablation.epochs_run))
             else:
                 frame[f"mu:{NO_DEEP_SUPERVISION}"] = np.nan
                 frame[f"sigma:{NO_DEEP_SUPERVISION}"] = np.nan
@@ -145,4 +143,6 @@ def run_walk_forward(data_dir: Path, settings: WalkForwardSettings) -> WalkForwa
 
     result.predictions = pd.concat(frames, ignore_index=True)
     result.fits = pd.DataFrame(fits, columns=["pair", "fold", "model", "seconds", "epochs"])
+    result.fits.attrs["deep_supervision"] = settings.trm.deep_supervision
+    result.fits.attrs["trained_steps"] = settings.trm.params.recursive_steps
     return result
