@@ -49,7 +49,8 @@ def test_recursive_table_parsed(capsys):
     assert result.strategy_startup == 400
     assert result.variance["%-rsi_gen_SOL/USDT_15m"][199] == pytest.approx(0.02)
     assert result.variance["%-rsi_gen_SOL/USDT_15m"][800] == pytest.approx(0.0, abs=1e-5)
-    assert math.isnan(result.variance[LONG_NAME][400])  # printed as "-"
+    assert result.variance[LONG_NAME][400] == 0.0  # printed as "-": no change
+    assert math.isnan(result.variance[LONG_NAME][800])
     assert result.variance["&-s_return"][800] == pytest.approx(0.2)
 
 

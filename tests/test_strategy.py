@@ -158,7 +158,7 @@ def test_context_columns_present(populated):
             assert f"%-ctx_ret_gen_{pair}_{timeframe}" in names
     assert f"%-ctx_corr_gen_{PAIR}_15m" in names
     assert f"%-ctx_beta_gen_{PAIR}_1h" in names
-    assert f"%-ctx_rs_gen_ETH/USDT_15m" in names  # ETH against BTC
+    assert "%-ctx_rs_gen_ETH/USDT_15m" in names  # ETH against BTC
     assert "%-ctx_corr_gen_BTC/USDT_15m" not in names  # no self-correlation
 
 
@@ -252,8 +252,9 @@ def test_context_gap_nan_only_touched_rows(tmp_path, populated, caplog):
     assert nan_rows.max() == gap[-1] + F.CONTEXT_CORR_PERIOD + 1
     touched = [c for c in names if gapped[c].iloc[gap[0] :].isna().any()]
     assert all("ctx" in c for c in touched)
-    assert any("rows have NaN" in r.getMessage() and "BTC/USDT" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "rows have NaN" in r.getMessage() and "BTC/USDT" in r.getMessage() for r in caplog.records
+    )
 
 
 def test_unfilled_gap_masked_after_merge(caplog):
@@ -303,9 +304,7 @@ def test_signals_entry_needs_edge_over_fees(config):
     fee = strategy._round_trip_fee
     sigma = 0.01
     threshold = strategy.entry_sigma.value * sigma + fee
-    frame = signals(
-        strategy, forecast_frame([threshold + 1e-4, threshold - 1e-4, -0.01], sigma, 1)
-    )
+    frame = signals(strategy, forecast_frame([threshold + 1e-4, threshold - 1e-4, -0.01], sigma, 1))
     assert frame["enter_long"].fillna(0).tolist() == [1, 0, 0]
     assert frame["exit_long"].fillna(0).tolist() == [0, 0, 1]
     assert "enter_short" not in frame or frame["enter_short"].fillna(0).sum() == 0
@@ -433,12 +432,20 @@ def test_custom_stoploss_clamped(config):
     analyzed(strategy, [0.01, 0.01], [1e-6, 0.5], 1)
     dates = pd.date_range("2026-01-01", periods=2, freq="15min", tz="UTC")
     tight = strategy.custom_stoploss(
-        PAIR, open_trade((dates[0] + timedelta(minutes=15)).to_pydatetime()),
-        dates[1].to_pydatetime(), 100.0, 0.0, True,
+        PAIR,
+        open_trade((dates[0] + timedelta(minutes=15)).to_pydatetime()),
+        dates[1].to_pydatetime(),
+        100.0,
+        0.0,
+        True,
     )
     wide = strategy.custom_stoploss(
-        PAIR, open_trade((dates[1] + timedelta(minutes=15)).to_pydatetime()),
-        dates[1].to_pydatetime(), 100.0, 0.0, True,
+        PAIR,
+        open_trade((dates[1] + timedelta(minutes=15)).to_pydatetime()),
+        dates[1].to_pydatetime(),
+        100.0,
+        0.0,
+        True,
     )
     assert tight == pytest.approx(strategy.STOP_MIN)
     assert wide == pytest.approx(-strategy.stoploss)

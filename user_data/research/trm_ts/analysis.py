@@ -84,7 +84,7 @@ class RecursiveResult:
     startup_candles: list[int]
     strategy_startup: int | None
     # column -> startup candle count -> relative change of the last row's value against the
-    # run with the strategy's own count (NaN where freqtrade printed no number)
+    # run with the strategy's own count (NaN where freqtrade printed "nan%")
     variance: dict[str, dict[int, float]] = field(default_factory=dict)
     log_path: Path = Path()
 
@@ -327,8 +327,11 @@ def _table_cells(line: str) -> list[str]:
 
 
 def _percent(cell: str) -> float:
-    text = cell.strip().rstrip("%")
+    """Convert a table cell to a fraction; "-" (no change at that count) reads as 0."""
+    text = cell.strip()
+    if text == "-":
+        return 0.0
     try:
-        return float(text) / 100.0
+        return float(text.rstrip("%")) / 100.0
     except ValueError:
         return math.nan
