@@ -7,7 +7,7 @@ Actions:
   backtest  backtest TRMTSStrategy with TRMTSRegressor, then print trades, profit and the
             result file
   dry-run   freqtrade trade --dry-run
-  analyze   freqtrade lookahead-analysis and recursive-analysis
+  analyze   freqtrade lookahead-analysis and recursive-analysis, judged by trm_ts.analysis
   plot      freqtrade plot-dataframe for one pair, with the forecast mean and sigma bands
   install   copy the strategy, the regressor and the configs into a freqtrade user_data folder
   demo      write synthetic candles and backtest on them through the replay exchange
@@ -64,9 +64,9 @@ DEMO_START = "2025-01-01"
 DEMO_DAYS = 30
 DEMO_TIMERANGE = "20250115-20250129"
 DEMO_TIMEFRAMES = ("15m", "1h")
+# Startup candle counts recursive-analysis compares with the strategy's own (400).
+ANALYZE_STARTUP_CANDLES = (800,)
 DEMO_FREQAI = {"identifier": "trm_ts_demo", "train_period_days": 7, "backtest_period_days": 7}
-
-logger = logging.getLogger("run_trm_ts")
 
 
 # Arguments and configuration.
@@ -100,8 +100,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument(
         "--datadir",
         type=Path,
-        help="candle folder freqtrade reads (download and dry-run: writes); default: "
-        "../shared/data/binance beside the repository if present, else user_data/data/binance",
+        help="candle folder freqtrade reads; default: ../shared/data/binance beside the "
+        "repository if present, else user_data/data/binance. download and dry-run write to it "
+        "and default to USERDIR/data/binance (USERDIR/data/replay with the replay exchange)",
     )
     parser.add_argument("--pairs", nargs="+", help="pairs such as BTC/USDT (default: config)")
 
@@ -243,7 +244,6 @@ def configure_logging(userdir: Path) -> Path:
     replay_logger.setLevel(logging.INFO)
     replay_logger.addHandler(file_handler)
     replay_logger.addHandler(console)
-    logger.setLevel(logging.INFO)
     return log_path
 
 
@@ -296,11 +296,11 @@ def freqtrade(subcommand: str, configs: list[Path], userdir: Path, *extra: str) 
     return command + ["--userdir", str(userdir), *extra]
 
 
-def strategy_args(with_model: bool = True) -> list[str]:
-    args = ["--strategy", STRATEGY, "--strategy-path", str(STRATEGY_DIR)]
-    if with_model:
-        args += ["--freqaimodel", FREQAIMODEL, "--freqaimodel-path", str(FREQAIMODEL_DIR)]
-    return args
+def strategy_args() -> list[str]:
+    return [
+        "--strategy", STRATEGY, "--strategy-path", str(STRATEGY_DIR),
+        "--freqaimodel", FREQAIMODEL, "--freqaimodel-path", str(FREQAIMODEL_DIR),
+    ]
 
 
 def run(command: list[str]) -> int:
@@ -387,19 +387,40 @@ def action_dry_run(ctx: RunContext) -> int:
 
 
 def action_analyze(ctx: RunContext) -> int:
-    # Both analyses delete the models saved under freqai.identifier; a separate identifier
+    """Run lookahead-analysis, then recursive-analysis, through trm_ts.analysis.
+
+    Returns freqtrade's exit code when it failed, 1 when an analysis found a biased or unstable
+    feature, else 0.
+    """
+    from trm_ts import analysis
+
+    timerange = ctx.args.timerange or ctx.config.get("timerange")
+    if not timerange:
+        raise SystemExit("error: analyze needs --timerange (the configs set none)")
+    if ctx.passthrough:
+        raise SystemExit("error: analyze takes no freqtrade arguments after '--'")
+    # Both analyses delete the models saved under freqai.identifier, so a separate identifier
     # keeps the models of earlier backtests and dry-runs.
     identifier = ctx.config.get("freqai", {}).get("identifier", "trm_ts") + "_analysis"
-    configs = [*ctx.configs, write_json(ctx.workdir / "analysis.json",
-                                        {"freqai": {"identifier": identifier}})]
-    extra = ["--datadir", str(ctx.datadir), *strategy_args()]
-    if ctx.args.timerange:
-        extra += ["--timerange", ctx.args.timerange]
-    for subcommand in ("lookahead-analysis", "recursive-analysis"):
-        returncode = run(freqtrade(subcommand, configs, ctx.userdir, *extra, *ctx.passthrough))
-        if returncode != 0:
-            return returncode
-    return 0
+    workdir = ctx.userdir / "analysis"
+    common = {"datadir": ctx.datadir, "userdir": ctx.userdir, "identifier": identifier}
+
+    say(f"running lookahead-analysis on {timerange} (logs in {workdir})")
+    lookahead = analysis.run_lookahead(
+        ctx.configs, workdir, timerange, pairs=ctx.args.pairs, **common
+    )
+    say(lookahead.summary())
+    if lookahead.returncode != 0:
+        return lookahead.returncode
+
+    say(f"running recursive-analysis on {timerange} for {ctx.pairs[0]}")
+    recursive = analysis.run_recursive(
+        ctx.configs, workdir, timerange, ANALYZE_STARTUP_CANDLES, pair=ctx.pairs[0], **common
+    )
+    say(recursive.summary())
+    if recursive.returncode != 0:
+        return recursive.returncode
+    return 0 if lookahead.passed and recursive.passed() else 1
 
 
 def action_plot(ctx: RunContext) -> int:
@@ -500,6 +521,8 @@ class RunContext:
         elif writes and self.replay:
             # Never write time-shifted replay candles into a folder of real candles.
             datadir = self.userdir / "data" / "replay"
+        elif writes:
+            datadir = self.userdir / "data" / "binance"
         else:
             datadir = default_datadir().resolve()
         if args.replay_datadir:
