@@ -20,7 +20,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
@@ -156,7 +156,9 @@ def git_commit() -> str:
     return f"{commit} (with uncommitted changes)" if dirty else commit
 
 
-def run_rows(argv: list[str], started: datetime, seconds: float, mode: Mode) -> list:
+def run_rows(
+    argv: list[str], started: datetime, seconds: float, mode: Mode, loads: list
+) -> list:
     command = "python scripts/benchmark_trm_ts.py" + "".join(f" {shlex.quote(a)}" for a in argv)
     return [
         ("Command", f"`{command}`"),
@@ -165,16 +167,16 @@ def run_rows(argv: list[str], started: datetime, seconds: float, mode: Mode) -> 
         ("Started (UTC)", started.strftime("%Y-%m-%d %H:%M")),
         ("Wall time", report.fmt_seconds(seconds)),
         ("CPU", f"{cpu_model()}, {os.cpu_count()} logical cores"),
-        ("torch", f"{torch.__version__}, {torch.get_num_threads()} threads"),
+        ("torch", f"{torch.__version__}, threads: {torch.get_num_threads()}"),
         (
             "Other packages",
             f"Python {platform.python_version()}, freqtrade {version('freqtrade')}, "
             f"lightgbm {version('lightgbm')}, arch {version('arch')}, numpy {np.__version__}",
         ),
         (
-            "Load",
-            "the CPU was shared with other jobs during the run; rates are lower bounds and "
-            "ratios measured back to back",
+            "Load average (1 min)",
+            ", ".join(f"{value:.1f} {when}" for when, value in loads)
+            + f" (on {os.cpu_count()} cores; other jobs on the CPU slow every rate down)",
         ),
     ]
 
@@ -218,18 +220,27 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def fold_rows(folds: list[Fold], dates) -> list:
-    def day(row: int) -> str:
-        return dates[row].strftime("%Y-%m-%d %H:%M")
+def fold_rows(folds: dict[str, list[Fold]], dates: dict) -> list:
+    """Return one row per fold, or per pair and fold when the pairs' candle dates differ."""
 
-    return [
-        (
-            str(f.index),
-            f"{day(f.train_start)} to {day(f.valid_stop - 1)}",
-            f"{day(f.test_start)} to {day(f.test_stop - 1)}",
-        )
-        for f in folds
-    ]
+    def rows(pair: str) -> list[tuple[str, str, str]]:
+        def day(row: int) -> str:
+            return dates[pair][row].strftime("%Y-%m-%d %H:%M")
+
+        return [
+            (
+                str(f.index),
+                f"{day(f.train_start)} to {day(f.valid_stop - 1)}",
+                f"{day(f.test_start)} to {day(f.test_stop - 1)}",
+            )
+            for f in folds[pair]
+        ]
+
+    per_pair = {pair: rows(pair) for pair in folds}
+    first = next(iter(per_pair.values()))
+    if all(r == first for r in per_pair.values()):
+        return first
+    return [(f"{pair} {r[0]}", *r[1:]) for pair, pair_rows in per_pair.items() for r in pair_rows]
 
 
 CONTENDER_NOTES = [
@@ -250,8 +261,9 @@ CONTENDER_NOTES = [
     "freqtrade's `PyTorchTransformerTrainer` with MSE, as `PyTorchTransformerRegressor` does, "
     "on windows of the same features min-max scaled to [-1, 1] on the training rows (FreqAI's "
     "default scaling, label included); the sigma is the zero-mean EWMA sigma. Freqtrade sizes "
-    "its position table by the model width (16 here), shorter than the window, so the table "
-    "is rebuilt at the window length with freqtrade's own `PositionalEncoding`.",
+    "its position table by the model width (the feature count rounded down to a multiple of 8 "
+    "heads); where that is shorter than the window, the table is rebuilt at the window length "
+    "with freqtrade's own `PositionalEncoding`.",
     "The FreqAI models run outside FreqAI's data kitchen so that all contenders share the same "
     "rows, folds and purge.",
 ]
@@ -312,7 +324,7 @@ def speed_rows(mode: Mode, trm: TRMTSParams, threads: int) -> list:
             f"{s.loop_windows} windows, one forward pass each; best of "
             f"{speed.INFERENCE_REPEATS} repeats",
         ),
-        ("Threads", f"{threads} torch threads, each model in its own fresh process"),
+        ("Threads", f"torch threads: {threads}; each model runs in its own fresh process"),
         (
             "FLOPs",
             "torch.utils.flop_counter.FlopCounterMode (matmuls and attention, not elementwise "
@@ -378,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("benchmark mode %s, %d torch threads, data %s", mode.name, threads, args.data_dir)
 
     # Speed first: it is the part most sensitive to a busy CPU, and it is short.
+    loads = [("at the start", os.getloadavg()[0])]
     peak = speed.matmul_peak_gflops()
     inputs = speed_inputs(args.data_dir, mode, trm)
     speed_results = {
@@ -385,18 +398,19 @@ def main(argv: list[str] | None = None) -> int:
         for kind in (speed.TRM_TS, speed.TRANSFORMER)
     }
 
+    loads.append(("after the speed part", os.getloadavg()[0]))
     quality = run_walk_forward(args.data_dir, mode.walk_forward)
+    loads.append(("after the walk-forward part", os.getloadavg()[0]))
 
     if args.skip_backtest:
         backtest, backtest_note = None, "Not measured: the run was started with --skip-backtest."
     else:
         backtest, backtest_note = bt.measure(mode.backtest, args.data_dir, args.work_dir, threads)
 
-    first_pair = mode.walk_forward.pairs[0]
     page_inputs = report.PageInputs(
         run_rows=[],
         setup_rows=setup_rows(mode, trm, args.data_dir, display_path(args.config)),
-        fold_rows=fold_rows(quality.folds[first_pair], quality.dates[first_pair]),
+        fold_rows=fold_rows(quality.folds, quality.dates),
         predictions=quality.predictions,
         fits=quality.fits,
         speed=speed_results,
@@ -406,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
         backtest_note=backtest_note,
         notes=CONTENDER_NOTES,
     )
-    page_inputs.run_rows = run_rows(argv, started_at, time.perf_counter() - started, mode)
+    loads.append(("at the end", os.getloadavg()[0]))
+    page_inputs.run_rows = run_rows(argv, started_at, time.perf_counter() - started, mode, loads)
     out_dir = args.out_dir
     targets = report.write_page(page_inputs, out_dir / "benchmarks.md", out_dir / "img")
     raw = {

@@ -375,8 +375,8 @@ def _fit_time_section(inputs: PageInputs) -> list[str]:
     fits = inputs.fits
     out = ["### Fit time per fold", ""]
     out.append(
-        "Wall seconds to fit one pair's fold (mean over pairs and folds), and epochs run. The "
-        "CPU was shared with other jobs during the run, so these times are upper bounds."
+        "Wall seconds to fit one pair's fold (mean over pairs and folds), and epochs run. "
+        "Other jobs on the CPU lengthen these times (see the load average under Run)."
     )
     out.append("")
     rows = []
