@@ -17,7 +17,7 @@ from trm_ts.bench.folds import walk_forward_folds
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "scripts" / "benchmark_trm_ts.py"
-# The quick run takes a few minutes on 2 idle cores; a shared CPU can triple that.
+# The quick run took 2 to 8 minutes on a 2-core CPU shared with other jobs; this leaves room.
 QUICK_TIMEOUT_S = 1800
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MODEL_KEYS = ("trm_ts", "ewma", "ewma_hour", "garch", "lightgbm", "transformer")

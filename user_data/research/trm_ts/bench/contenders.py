@@ -5,11 +5,11 @@ for the fold's test rows. Fitted state (GARCH parameters, hour factors, scalers,
 comes from the fold's training rows only.
 
 The two FreqAI contenders use the model classes that FreqAI's ``LightGBMRegressor`` and
-``PyTorchTransformerRegressor`` wrap (``lightgbm.LGBMRegressor``; freqtrade's
-``PyTorchTransformerModel`` trained by its ``PyTorchTransformerTrainer``), fed the same
-feature matrix, scaled the way FreqAI's default pipeline scales it (min-max to [-1, 1] on
-training rows, features and label alike). Their sigma is the zero-mean EWMA sigma, so every
-contender yields a distribution.
+``PyTorchTransformerRegressor`` wrap: ``lightgbm.LGBMRegressor``, and freqtrade's
+``PyTorchTransformerModel`` trained by its ``PyTorchTransformerTrainer``. Both get the same
+feature matrix. The transformer's copy is scaled the way FreqAI's default pipeline scales
+it, min-max to [-1, 1] on training rows, label included. Their sigma is the zero-mean EWMA
+sigma, so every contender yields a distribution.
 """
 
 from __future__ import annotations
@@ -152,8 +152,8 @@ def build_transformer(n_features: int, settings: TransformerSettings) -> torch.n
 
     The model sizes its sinusoidal position table by its model width, which is the feature
     count rounded down to a multiple of ``nhead``. A window longer than that table fails in
-    the model's forward pass, so the table is rebuilt with freqtrade's own
-    ``PositionalEncoding`` class at the window length; the encoding values are unchanged.
+    the model's forward pass. In that case the table is rebuilt at the window length with
+    freqtrade's own ``PositionalEncoding`` class, which leaves the encoding values unchanged.
     """
     from freqtrade.freqai.torch.PyTorchTransformerModel import (
         PositionalEncoding,

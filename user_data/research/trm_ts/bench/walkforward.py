@@ -18,8 +18,8 @@ from trm_ts.bench.pairs import PairData, load_pair
 logger = logging.getLogger(__name__)
 
 CANDLES_PER_DAY = {"15m": 96, "1h": 24}
-# Prediction columns: ``mu:<key>`` and ``sigma:<key>``. Beyond the model names, this key holds
-# TRM-TS trained with deep supervision flipped from its setting in ``trm_ts``.
+# Prediction columns are ``mu:<key>`` and ``sigma:<key>``. Besides the model names, this key
+# marks TRM-TS trained with deep supervision flipped from its setting in ``trm_ts``.
 NO_DEEP_SUPERVISION = "trm_ts_no_ds"
 
 
@@ -38,7 +38,7 @@ class WalkForwardSettings:
     test_days: float
     trm: c.TRMSettings
     transformer_epochs: int
-    # The TRM-TS run without deep supervision trains on the last ``ablation_folds`` folds.
+    # TRM-TS with deep supervision flipped trains on the last ``ablation_folds`` folds only.
     ablation_folds: int
     timeframe: str = "15m"
     horizon: int = 4
