@@ -70,7 +70,8 @@ def full_mode(trm: TRMTSParams, train_days: float) -> Mode:
                 patience=trm.patience,
                 deep_supervision=trm.deep_supervision,
             ),
-            transformer_epochs=4,
+            # The default n_epochs of freqtrade's PyTorchModelTrainer.
+            transformer_epochs=10,
             ablation_folds=1,
         ),
         speed=speed.SpeedSettings(
