@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from freqtrade.configuration.directory_operations import create_userdata_dir
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +151,8 @@ def _freqtrade_command(
     if datadir is not None:
         command += ["--datadir", str(datadir)]
     if userdir is not None:
+        # freqtrade refuses a user directory that lacks its standard subfolders.
+        create_userdata_dir(str(userdir), create_dir=True)
         command += ["--userdir", str(userdir)]
     if pairs:
         command += ["--pairs", *pairs]
