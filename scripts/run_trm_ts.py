@@ -20,7 +20,9 @@ variable TRM_TS_OFFLINE is 1, always on for demo, and otherwise on for backtest,
 only when no config sets an exchange API key (these runs need nothing else from the exchange).
 download and dry-run reach the real Binance unless asked otherwise.
 
-freqtrade's exit code is this script's exit code.
+freqtrade's exit code is this script's exit code. NOTE: freqtrade 2026.9 itself exits with 0
+after a configuration error (such as an invalid timerange) or an unknown option, so check its
+ERROR lines too.
 """
 
 from __future__ import annotations

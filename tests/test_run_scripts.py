@@ -211,14 +211,18 @@ def test_install_into_userdir_with_spaces(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_exit_code_passed_through(tmp_path: Path) -> None:
-    """freqtrade rejects an invalid timerange with exit code 2, and so does the wrapper."""
+    """freqtrade exits with 2 when it cannot load the strategy, and so does the wrapper.
+
+    freqtrade 2026.9 exits with 0 after a configuration error (an invalid timerange) or an
+    argument parser error, so those cases cannot show the pass-through.
+    """
     result = subprocess.run(
-        ["bash", str(BASH), "backtest", "--timerange", "not-a-range",
-         "--userdir", str(tmp_path / "user data")],
+        ["bash", str(BASH), "backtest", "--userdir", str(tmp_path / "user data"),
+         "--timerange", "20260101-20260102", "--", "--strategy", "NoSuchStrategy"],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 2
-    assert "not-a-range" in result.stdout + result.stderr
+    assert "NoSuchStrategy" in result.stdout + result.stderr
 
 
 @pytest.mark.slow
@@ -227,10 +231,13 @@ def test_download_through_replay(tmp_path: Path) -> None:
     source = tmp_path / "replayed candles"
     frames = write_ramp_datadir(source, n_rows=2000)
     target = tmp_path / "downloaded candles"
+    # Replayed candles carry wall-clock dates, so the timerange is in wall-clock time too.
+    since = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=30)).strftime("%Y%m%d")
     result = subprocess.run(
         ["bash", str(BASH), "download", "--replay", "--replay-datadir", str(source),
          "--datadir", str(target), "--userdir", str(tmp_path / "user data"),
-         "--pairs", "BTC/USDT", "ETH/USDT", "--", "--timeframes", "15m", "--days", "30"],
+         "--timerange", f"{since}-", "--pairs", "BTC/USDT", "ETH/USDT",
+         "--", "--timeframes", "15m"],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
