@@ -248,7 +248,7 @@ def test_context_gap_nan_only_touched_rows(tmp_path, populated, caplog):
     warm = F.required_startup_candles("15m", TIMEFRAMES, 1)
     nan_rows = nan_rows[nan_rows >= warm]
     assert nan_rows.min() == gap[0]
-    # The longest context window (correlation) plus one shifted candle ends the damage.
+    # The correlation window (96 candles) plus one shifted candle bounds the affected rows.
     assert nan_rows.max() == gap[-1] + F.CONTEXT_CORR_PERIOD + 1
     touched = [c for c in names if gapped[c].iloc[gap[0] :].isna().any()]
     assert all("ctx" in c for c in touched)
@@ -456,3 +456,93 @@ def test_custom_stoploss_without_forecast(config):
     analyzed(strategy, [np.nan], 0.01, 0)
     trade = open_trade(datetime(2026, 1, 1, 0, 15, tzinfo=UTC))
     assert strategy.custom_stoploss(PAIR, trade, trade.open_date_utc, 100.0, 0.0, True) is None
+
+
+# ---------------------------------------------------------------------------
+# Real backtest (slow): TRMTSStrategy with TRMTSRegressor on real 15m candles
+# ---------------------------------------------------------------------------
+
+BACKTEST_PAIRS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+
+
+@pytest.fixture(scope="module")
+def backtest_run(tmp_path_factory):
+    """Two weeks on three pairs with one-week training windows and one epoch."""
+    if not CANDLES.is_dir():
+        pytest.skip(f"real candles not found at {CANDLES}")
+    import subprocess
+    import sys
+
+    from freqtrade.configuration.directory_operations import create_userdata_dir
+    from freqtrade.data.btanalysis import load_backtest_data
+
+    from trm_ts.replay import ReplayExchange
+
+    folder = tmp_path_factory.mktemp("backtest")
+    userdir = folder / "user_data"
+    create_userdata_dir(str(userdir), create_dir=True)
+    fast = folder / "fast.json"
+    fast.write_text(
+        json.dumps(
+            {
+                "freqai": {
+                    "identifier": "trm_ts_strategy_test",
+                    "train_period_days": 7,
+                    "backtest_period_days": 7,
+                    "model_training_parameters": {"epochs": 1},
+                }
+            }
+        )
+    )
+    with ReplayExchange(CANDLES, pairs=BACKTEST_PAIRS, timeframes=["15m"]) as exchange:
+        overlay = exchange.write_config_overlay(folder / "replay.json", pairs=BACKTEST_PAIRS)
+        command = [sys.executable, "-m", "freqtrade", "backtesting"]
+        for path in (CI_CONFIG, fast, overlay):
+            command += ["--config", str(path)]
+        command += ["--userdir", str(userdir), "--datadir", str(CANDLES)]
+        command += ["--timerange", "20260101-20260115", "--export", "trades"]
+        result = subprocess.run(
+            command, cwd=REPO, capture_output=True, text=True, timeout=1500, check=False
+        )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    trades = load_backtest_data(userdir / "backtest_results")
+    folder_predictions = userdir / "models" / "trm_ts_strategy_test" / "backtesting_predictions"
+    predictions = pd.concat(
+        [
+            pd.read_feather(path).assign(pair_key=path.name.split("_")[1])
+            for path in sorted(folder_predictions.glob("*.feather"))
+        ]
+    )
+    return {"trades": trades, "predictions": predictions}
+
+
+@pytest.mark.slow
+def test_backtest_makes_trades(backtest_run):
+    trades = backtest_run["trades"]
+    assert len(trades) >= 1
+    assert set(trades["pair"]) <= set(BACKTEST_PAIRS)
+    assert (trades["is_short"] == False).all()  # noqa: E712 - spot is long-only
+
+
+@pytest.mark.slow
+def test_backtest_entries_follow_rule(backtest_run):
+    """Every entry's signal candle had do_predict 1 and mean above entry_sigma*sigma+fees."""
+    trades, predictions = backtest_run["trades"], backtest_run["predictions"]
+    strategy = load_strategy(make_config(CANDLES))
+    for trade in trades.itertuples():
+        signal_date = trade.open_date - pd.Timedelta(minutes=15)
+        key = trade.pair.split("/")[0].lower()
+        rows = predictions[(predictions["pair_key"] == key) & (predictions["date"] == signal_date)]
+        assert len(rows) == 1, (trade.pair, signal_date)
+        row = rows.iloc[0]
+        threshold = strategy.entry_sigma.value * row[columns.SIGMA] + strategy._round_trip_fee
+        assert row["do_predict"] == 1
+        assert row[columns.TARGET] > threshold
+
+
+@pytest.mark.slow
+def test_backtest_stakes_within_wallet(backtest_run):
+    trades = backtest_run["trades"]
+    assert (trades["stake_amount"] > 0).all()
+    assert np.isfinite(trades["stake_amount"]).all()
+    assert (trades["stake_amount"] <= 1000.0).all()  # dry_run_wallet of the CI config
