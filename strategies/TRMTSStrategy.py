@@ -15,6 +15,14 @@ Signals, with ``mean`` and ``sigma`` the forecast of the log return over
   ``[STOP_MIN, -stoploss]``.
 
 Missing forecasts (no model yet, ``do_predict != 1``, NaN) give neither entries nor exits.
+
+Config keys read beside freqtrade's own:
+
+- ``trm_ts_stake_sizing``: fields of ``trm_ts.sizing.StakeSizingConfig`` (unknown keys raise);
+  ``round_trip_fee`` defaults to twice the config's ``fee``, else twice ``DEFAULT_FEE``.
+- ``trm_ts_feature_audit``: true merges FreqAI's ``%`` feature columns back into the returned
+  dataframe, so that ``freqtrade lookahead-analysis`` and ``recursive-analysis`` compare them.
+  Meant for those analyses only (``trm_ts.analysis`` sets it).
 """
 
 from __future__ import annotations
