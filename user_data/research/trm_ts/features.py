@@ -51,8 +51,9 @@ CONTEXT_CORR_PERIOD = 96
 CONTEXT_RS_PERIOD = 16
 
 # Rows dropped at the start of every series. Wilder (RSI, ATR, ADX) and EMA (MACD) recursions
-# depend on their seed value, so the mask also leaves them at least 60 candles to converge:
-# the seed's weight falls below 1e-3 after 96 candles at alpha = 1/14.
+# depend on their seed value, so the mask also gives them at least 60 candles past their own
+# lookback to converge. With Wilder's alpha = 1/14 the seed's weight is (13/14)^n, about 1 %
+# after 60 candles; callers that need less should drop more rows.
 INDICATOR_WARMUP = max(
     max(ROC_PERIODS),
     VOLUME_Z_PERIOD,
