@@ -1,10 +1,14 @@
 """FreqAI regressor for the TRM-TS model: a thin shell around ``trm_ts.freqai``.
 
-Usage: ``freqtrade backtesting --strategy TRMTSStrategy --freqaimodel TRMTSRegressor
---freqaimodel-path freqaimodels`` with ``configs/config_trm_ts.json``. Hyperparameters live in
-``freqai.model_training_parameters`` and are parsed by ``trm_ts.freqai.TRMTSParams``, which
-rejects unknown keys. Nothing defined in this file is pickled: freqtrade imports it from a
-path, so the persisted model is ``trm_ts.freqai.TRMTSFreqaiModel``.
+Usage, from the repository root: ``freqtrade backtesting -c configs/config_trm_ts.json
+--strategy TRMTSStrategy --freqaimodel TRMTSRegressor``. Both configs set ``strategy_path``,
+``freqaimodel_path`` and ``datadir`` (``../shared/data/binance``) as paths relative to the
+working directory, which is how freqtrade resolves them. ``--datadir`` on the command line
+overrides the config's value. Hyperparameters live in ``freqai.model_training_parameters``
+and are parsed by ``trm_ts.freqai.TRMTSParams``, which rejects unknown keys.
+
+Nothing defined in this file is pickled, because freqtrade imports it from a path and pickle
+could not import it again. The persisted model is ``trm_ts.freqai.TRMTSFreqaiModel``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ logger = logging.getLogger(__name__)
 class TRMTSRegressor(BaseRegressionModel):
     """Predicts mean and sigma of the forward log return for every candle.
 
-    The strategy must declare the labels ``&-s_return`` and ``&-s_return_sigma``; the
+    The strategy must declare the labels ``&-s_return`` and ``&-s_return_sigma``. The
     predicted mean is returned in the first and the predicted sigma in the second, both in
     raw log-return units.
     """

@@ -3,7 +3,7 @@
 The synthetic frame mimics what TRMTSStrategy hands to FreqAI: sequence features, the
 categorical ``%-regime``/``%-hour``/``%-day_of_week`` columns, a ``%-ctx`` column and the two
 labels. Its target is ``TARGET_SLOPE`` times the context column at the same candle plus small noise.
-The model sees context only at the newest candle of each window, so a prediction lined up
+The model reads context only at the newest candle of each window, so a prediction lined up
 with the right candle correlates with the target, and one shifted by a candle does not.
 """
 

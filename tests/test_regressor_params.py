@@ -20,9 +20,9 @@ from trm_ts.freqai import TRMTSAdapter, TRMTSParams
 
 def test_params_parse_all_keys():
     params = TRMTSParams.from_config(TINY_MODEL)
-    assert params.window == 8
-    assert params.multi_scales == (4, 8)
-    assert params.learning_rate == 0.003
+    assert params.window == TINY_MODEL["window"]
+    assert params.multi_scales == tuple(TINY_MODEL["multi_scales"])
+    assert params.learning_rate == TINY_MODEL["learning_rate"]
 
 
 def test_params_int_becomes_float():

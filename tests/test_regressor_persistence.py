@@ -2,8 +2,9 @@
 
 Covers FreqAI's own save_data/load_data, a reload in a process that never imports the
 freqaimodels file, torch's weights_only loading, continual learning with matching and
-drifted features, TensorBoard on, and the live path (first prediction, next candle,
-restart), where FreqAI's append_model_predictions needs statistics for every output column.
+drifted features, and TensorBoard on. The live tests run the first prediction, the next
+candle and a restart, where FreqAI's append_model_predictions needs statistics for every
+output column.
 """
 
 from __future__ import annotations
@@ -150,6 +151,7 @@ def test_cuda_model_loads_on_cpu(tmp_path):
     assert next(restored.module("cpu").parameters()).device.type == "cpu"
 
 
+@pytest.mark.slow
 def test_tensorboard_on_still_pickles(tmp_path):
     config = make_config(tmp_path, training={**TINY_MODEL, "epochs": 1}, activate_tensorboard=True)
     regressor = new_regressor(config)
@@ -158,7 +160,7 @@ def test_tensorboard_on_still_pickles(tmp_path):
     assert type(pickle.loads(cloudpickle.dumps(model))) is TRMTSFreqaiModel
 
 
-SHORT_ROWS = 96 * 3
+SHORT_ROWS = 96 * 2
 
 
 @pytest.fixture(scope="module")

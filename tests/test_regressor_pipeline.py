@@ -62,7 +62,8 @@ def test_label_scaler_label_order_free():
     pipeline = TRMTSAdapter.label_pipeline()
     swapped = _labels(target, np.abs(target))[[columns.SIGMA, columns.TARGET]]
     pipeline.fit_transform(swapped)
-    raw, _, _ = pipeline.inverse_transform(pd.DataFrame({columns.SIGMA: [2.0], columns.TARGET: [0.0]}))
+    predicted = pd.DataFrame({columns.SIGMA: [2.0], columns.TARGET: [0.0]})
+    raw, _, _ = pipeline.inverse_transform(predicted)
     assert raw[columns.SIGMA].iloc[0] == pytest.approx(2.0 * target.std())
 
 
@@ -152,11 +153,10 @@ def test_routing_round_trip():
     assert ColumnRoles.from_dict(roles.to_dict()) == roles
 
 
-def test_categoricals_reach_model_as_integers(tmp_path):
+def test_categoricals_reach_model_as_integers():
     frame = synthetic_frame(50)
-    adapter = TRMTSAdapter(make_config(tmp_path)["freqai"], "15m")
     roles = ColumnRoles.from_columns([c for c in frame.columns if c.startswith("%")])
-    rows, row_ok = adapter._window_rows(frame, roles, None)
+    rows, row_ok = TRMTSAdapter.window_rows(frame, roles, None, window=8, n_regimes=8)
     np.testing.assert_array_equal(rows.regime, frame[columns.REGIME].to_numpy())
     np.testing.assert_array_equal(rows.hour, frame[columns.HOUR].to_numpy())
     np.testing.assert_array_equal(rows.day_of_week, frame[columns.DAY_OF_WEEK].to_numpy())
@@ -164,11 +164,10 @@ def test_categoricals_reach_model_as_integers(tmp_path):
     assert row_ok.all()
 
 
-def test_context_reaches_ctx_input(tmp_path):
+def test_context_reaches_ctx_input():
     frame = synthetic_frame(50)
-    adapter = TRMTSAdapter(make_config(tmp_path)["freqai"], "15m")
     roles = ColumnRoles.from_columns([c for c in frame.columns if c.startswith("%")])
-    rows, _ = adapter._window_rows(frame, roles, None)
+    rows, _ = TRMTSAdapter.window_rows(frame, roles, None, window=8, n_regimes=8)
     np.testing.assert_allclose(
         rows.ctx[:, 0], frame["%-ctx_ret_ETH/USDT_15m"].to_numpy(dtype=np.float32)
     )

@@ -1,8 +1,8 @@
 """TRMTSRegressor train and predict through FreqAI's own classes, on tiny synthetic frames.
 
-One model is trained per module on 6 days of 15m candles and shared by the tests; each test
+One model is trained per module on 6 days of 15m candles and shared by the tests. Each test
 predicts on fresh frames and checks one behaviour: date alignment, history for a chunk's first
-candles, non-finite inputs, feature drift.
+candles, non-finite inputs or feature drift.
 """
 
 from __future__ import annotations
@@ -29,14 +29,38 @@ TRAIN_ROWS = 96 * 6
 CHUNK_ROWS = 96 * 2
 
 
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A regressor trained on the first TRAIN_ROWS candles, the full frame and the kitchen."""
+def trained_with_log(tmp_path_factory):
+    """A regressor trained on the first TRAIN_ROWS candles, the full frame, the kitchen and
+    the adapter's log messages during training."""
     config = make_config(tmp_path_factory.mktemp("user_data"))
     regressor = new_regressor(config)
     frame = synthetic_frame(TRAIN_ROWS + CHUNK_ROWS, seed=3)
-    model, dk = train(regressor, frame.iloc[:TRAIN_ROWS])
-    return regressor, frame, dk
+    collect = _Collect()
+    adapter_logger = logging.getLogger("trm_ts.freqai.adapter")
+    previous_level = adapter_logger.level
+    adapter_logger.setLevel(logging.INFO)
+    adapter_logger.addHandler(collect)
+    try:
+        _, dk = train(regressor, frame.iloc[:TRAIN_ROWS])
+    finally:
+        adapter_logger.removeHandler(collect)
+        adapter_logger.setLevel(previous_level)
+    return (regressor, frame, dk), collect.messages
+
+
+@pytest.fixture(scope="module")
+def trained(trained_with_log):
+    return trained_with_log[0]
 
 
 def _predict(trained, chunk):
@@ -87,7 +111,7 @@ def test_chunk_start_uses_training_tail(trained):
 
 
 def test_history_matches_longer_input(trained):
-    # A prediction built from stored history equals one whose input holds those rows itself.
+    # A prediction built from stored history equals one whose input contains those rows.
     _, frame, _ = trained
     chunk = _chunk(trained)
     longer = frame.iloc[TRAIN_ROWS - (WINDOW - 1) :]
@@ -155,14 +179,22 @@ def test_missing_feature_warns_and_blanks(trained, caplog):
     assert np.isfinite(pred.to_numpy()).all()
 
 
-def test_training_log_reports_run(tmp_path, caplog):
-    regressor = new_regressor(make_config(tmp_path, training={**TINY_MODEL, "epochs": 1}))
-    with caplog.at_level(logging.INFO, logger="trm_ts.freqai.adapter"):
-        train(regressor, synthetic_frame(96 * 4, seed=5))
-    end = [r.getMessage() for r in caplog.records if "training end" in r.getMessage()]
+def test_training_log_start_line(trained_with_log):
+    _, messages = trained_with_log
+    start = [m for m in messages if "training start" in m]
+    assert len(start) == 1
+    for field in (f"pair={PAIR}", f"rows={TRAIN_ROWS}", "features=6"):
+        assert field in start[0]
+
+
+def test_training_log_end_line(trained_with_log):
+    _, messages = trained_with_log
+    end = [m for m in messages if "training end" in m]
     assert len(end) == 1
-    for field in (f"pair={PAIR}", "features=6", "epochs_run=1", "best_test_nll=", "seconds="):
+    epochs = TINY_MODEL["epochs"]
+    for field in (f"pair={PAIR}", "features=6", f"epochs_run={epochs}", "best_test_nll="):
         assert field in end[0]
+    assert "seconds=" in end[0]
 
 
 def test_wrong_labels_raise(tmp_path):

@@ -18,9 +18,9 @@ exact integers the strategy computed. PCA (renames columns) and SVM/DBSCAN (remo
 rows) are rejected, as are shuffling options that destroy candle order.
 
 Label pipeline. ``TargetSigmaScaler`` standardizes ``&-s_return`` and maps ``&-s_return_sigma``
-by the scale only. The network predicts mean and log-variance of the standardized target;
+by the scale only. The network predicts mean and log-variance of the standardized target.
 ``predict`` writes the mean into ``&-s_return`` and ``sigma = exp(logvar / 2)`` into
-``&-s_return_sigma``, and the label pipeline's inverse transform returns both in raw
+``&-s_return_sigma``, so the label pipeline's inverse transform returns both in raw
 log-return units. Both columns are declared ``&`` labels, so FreqAI's live path
 (``append_model_predictions``) finds label statistics for each of them.
 
@@ -196,7 +196,9 @@ class TRMTSAdapter:
         target, dates = target[order], dates[order]
         is_train, inlier = is_train[order], inlier[order]
 
-        rows, row_ok = self._window_rows(frame, roles, target[:, None])
+        rows, row_ok = self.window_rows(
+            frame, roles, target[:, None], self.params.window, self.params.n_regimes
+        )
         end_ok = window_end_mask(dates, row_ok, self.params.window, self.step_ns)
         end_ok &= np.isfinite(target)
         train_ends = np.flatnonzero(end_ok & is_train)
@@ -267,7 +269,7 @@ class TRMTSAdapter:
         logger.info(
             "TRM-TS training end: pair=%s rows=%d (train windows %d, test windows %d) "
             "features=%d (sequence %d, context %d, categorical %d) epochs_run=%d "
-            "best_epoch=%d best_test_nll=%.5f seconds=%.1f",
+            "best_epoch=%d best_test_nll=%.5f warm_start=%s seconds=%.1f",
             pair,
             len(frame),
             len(train_set),
@@ -279,6 +281,7 @@ class TRMTSAdapter:
             result.epochs_run,
             result.best_epoch,
             result.best_valid_nll,
+            init_model is not None,
             time.perf_counter() - started,
         )
         return model
@@ -317,8 +320,13 @@ class TRMTSAdapter:
             max_len=max(MIN_MAX_LEN, p.window),
         )
 
-    def _window_rows(
-        self, frame: pd.DataFrame, roles: ColumnRoles, target: np.ndarray | None
+    @staticmethod
+    def window_rows(
+        frame: pd.DataFrame,
+        roles: ColumnRoles,
+        target: np.ndarray | None,
+        window: int,
+        n_regimes: int,
     ) -> tuple[WindowSet, np.ndarray]:
         """Return a WindowSet over all rows of ``frame`` (no ends yet) and the usable-row mask.
 
@@ -327,12 +335,12 @@ class TRMTSAdapter:
         """
         seq = np.array(frame[list(roles.sequence)], dtype=np.float32)  # (N, F)
         ctx = np.array(frame[list(roles.context)], dtype=np.float32) if roles.context else None
-        cats, row_ok = categorical_arrays(frame, roles, self.params.n_regimes)
+        cats, row_ok = categorical_arrays(frame, roles, n_regimes)
         row_ok &= np.isfinite(seq).all(axis=1)
         if ctx is not None:
             row_ok &= np.isfinite(ctx).all(axis=1)
-        # Unusable rows are zeroed so no NaN reaches a tensor; no window that ends on a
-        # usable row may contain them (window_end_mask), so the zeros never feed a prediction.
+        # Unusable rows are zeroed so that no NaN reaches a tensor. window_end_mask excludes
+        # every window that contains one, so the zeros never feed a prediction.
         seq[~row_ok] = 0.0
         if ctx is not None:
             ctx[~row_ok] = 0.0
@@ -342,7 +350,7 @@ class TRMTSAdapter:
             features=seq,
             target=target.astype(np.float32),
             ends=np.empty(0, dtype=np.int64),
-            window=self.params.window,
+            window=window,
             regime=cats.get("regime"),
             hour=cats.get("hour"),
             day_of_week=cats.get("day_of_week"),
@@ -373,6 +381,11 @@ class TRMTSAdapter:
         label_list = [str(n) for n in dk.label_list]
         check_labels(label_list)
         raw_names = model.raw_feature_names
+        if model.timeframe_seconds != self.timeframe_seconds:
+            raise ValueError(
+                f"{dk.pair}: the saved model was trained on {model.timeframe_seconds}s candles "
+                f"but the config timeframe has {self.timeframe_seconds}s; retrain the model"
+            )
         pipeline_names = [str(n) for n in dk.feature_pipeline.features_in]
         if pipeline_names != raw_names:
             raise ValueError(
@@ -414,9 +427,14 @@ class TRMTSAdapter:
                 f"{dk.pair}: the feature pipeline output lacks model inputs {missing}; the "
                 f"model folder is inconsistent, retrain it"
             )
-        rows, row_ok = self._window_rows(transformed, roles, None)
+        # Window length and embedding sizes come from the saved model, not the current config.
+        trained = model.params
+        rows, row_ok = self.window_rows(
+            transformed, roles, None, trained.window, trained.n_regimes
+        )
         row_ok &= finite
-        end_ok = window_end_mask(dates, row_ok, model.window, self.step_ns)
+        step_ns = model.timeframe_seconds * 1_000_000_000
+        end_ok = window_end_mask(dates, row_ok, trained.window, step_ns)
         end_ok[:n_history] = False
         ends = np.flatnonzero(end_ok)
 

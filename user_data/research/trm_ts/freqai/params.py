@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-# Accepted ``device`` values: "cpu", "cuda", "cuda:N", or "auto" for CUDA when torch sees a
+# Accepted ``device`` values: "cpu", "cuda", "cuda:N", or "auto" for CUDA when torch finds a
 # GPU and the CPU otherwise.
 DEVICE_PREFIXES = ("cpu", "cuda")
 

@@ -43,8 +43,8 @@ class PassthroughColumns(BaseTransform):
 
     Output column order: the inner step's output columns, then the passed-through columns in
     their input order. Steps that remove rows (SVM, DBSCAN, the dissimilarity index without
-    ``outlier_check``) cannot be wrapped because the passed-through columns would no longer
-    line up; they raise ``ValueError``.
+    ``outlier_check``) raise ``ValueError``, because the passed-through columns would no
+    longer line up.
     """
 
     def __init__(self, inner: BaseTransform, columns: Sequence[str], name: str = "") -> None:

@@ -131,8 +131,8 @@ def window_end_mask(
         return np.zeros(n_rows, dtype=bool)
     gap_ok = np.zeros(n_rows, dtype=bool)
     gap_ok[1:] = np.diff(dates) == step_ns
-    # Prefix sums of failures: a window (i - window + 1 .. i) is full when it holds no bad row
-    # and no broken gap between its first and last row.
+    # Prefix sums of failures: a window (i - window + 1 .. i) is full when it contains no bad
+    # row and no broken gap between its first and last row.
     bad_rows = np.concatenate([[0], np.cumsum(~row_ok)])
     bad_gaps = np.concatenate([[0], np.cumsum(~gap_ok)])
     ends = np.arange(window - 1, n_rows)
@@ -160,7 +160,7 @@ def prepend_history(
 ) -> tuple[pd.DataFrame, np.ndarray, int]:
     """Put up to ``max_rows`` stored history rows older than the chunk in front of it.
 
-    ``chunk`` holds the raw feature columns (``history_columns``, same order) and
+    ``chunk`` contains the raw feature columns (``history_columns``, same order) and
     ``chunk_dates`` its int64 ns dates. Returns the combined frame (fresh RangeIndex), the
     combined dates and the number of history rows prepended. Whether the history is
     contiguous with the chunk is checked later, by ``window_end_mask``.
