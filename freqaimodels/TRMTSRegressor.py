@@ -1,11 +1,13 @@
 """FreqAI regressor for the TRM-TS model: a thin shell around ``trm_ts.freqai``.
 
 Usage, from the repository root: ``freqtrade backtesting -c configs/config_trm_ts.json
---strategy TRMTSStrategy --freqaimodel TRMTSRegressor``. Both configs set ``strategy_path``,
-``freqaimodel_path`` and ``datadir`` (``../shared/data/binance``) as paths relative to the
-working directory, which is how freqtrade resolves them. ``--datadir`` on the command line
-overrides the config's value. Hyperparameters live in ``freqai.model_training_parameters``
-and are parsed by ``trm_ts.freqai.TRMTSParams``, which rejects unknown keys.
+--datadir ../shared/data/binance --strategy TRMTSStrategy --freqaimodel TRMTSRegressor``.
+The configs set ``strategy_path`` and ``freqaimodel_path`` relative to the working
+directory. freqtrade 2026.9 takes the candle folder only from ``--datadir`` (a config
+``datadir`` key is ignored, and the default is ``user_data/data/binance``), and resolves a
+relative ``--datadir`` against the working directory. Hyperparameters live in
+``freqai.model_training_parameters`` and are parsed by ``trm_ts.freqai.TRMTSParams``, which
+rejects unknown keys.
 
 Nothing defined in this file is pickled, because freqtrade imports it from a path and pickle
 could not import it again. The persisted model is ``trm_ts.freqai.TRMTSFreqaiModel``.

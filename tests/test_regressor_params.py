@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,15 @@ from freqtrade.configuration.config_validation import (
     validate_config_schema,
 )
 from freqtrade.enums import RunMode
-from regressor_support import CI_CONFIG, MAIN_CONFIG, TINY_MODEL, make_config, new_regressor
+from conftest import BINANCE_DATA
+from regressor_support import (
+    CI_CONFIG,
+    MAIN_CONFIG,
+    REPO_ROOT,
+    TINY_MODEL,
+    make_config,
+    new_regressor,
+)
 
 from trm_ts.freqai import TRMTSAdapter, TRMTSParams
 
@@ -160,6 +169,14 @@ def test_main_config_context_pairs():
     ]
 
 
-def test_ci_config_reads_shared_candles():
-    config = json.loads(CI_CONFIG.read_text())
-    assert config["datadir"] == "../shared/data/binance"
+def test_relative_datadir_resolves_from_repo(tmp_path, monkeypatch):
+    # freqtrade resolves a relative --datadir against the working directory.
+    monkeypatch.chdir(REPO_ROOT)
+    args = {
+        "config": [str(CI_CONFIG)],
+        "datadir": "../shared/data/binance",
+        "user_data_dir": str(tmp_path),
+    }
+    config = Configuration(args, RunMode.BACKTEST).get_config()
+    assert Path(config["datadir"]).resolve() == BINANCE_DATA.resolve()
+    assert (Path(config["datadir"]) / "BTC_USDT-15m.feather").is_file()

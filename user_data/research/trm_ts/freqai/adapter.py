@@ -28,10 +28,13 @@ History. A window of T candles needs T - 1 candles before the newest one. The pe
 model keeps the raw features and dates of the last T - 1 training candles. In backtesting,
 the training range ends where the predicted chunk begins (with
 ``buffer_train_data_candles`` 0), so these rows give the chunk's first candles their real
-history. Rows are joined by date and a window counts only if its candles are consecutive and
-finite; every other candle gets ``do_predict = 0`` and placeholder predictions of 0.
-Live, FreqAI passes the last ``CONV_WIDTH`` candles, and the regressor sets ``CONV_WIDTH`` to
-the window.
+history. Rows are joined by date, and a window counts only if its candles are consecutive and
+finite. Every other candle gets ``do_predict = 0`` and placeholder predictions of 0.
+With ``buffer_train_data_candles`` above 0 the tail ends that many candles early, so the
+chunk's first T - 1 candles get ``do_predict = 0``. Live, FreqAI passes the last
+``CONV_WIDTH`` candles, and the regressor sets ``CONV_WIDTH`` to the window. FreqAI records
+its first live call (also the first after a restart) with ``do_predict = 0``, so the regressor
+writes the newest candle's prediction back with FreqAI's own ``append_model_predictions``.
 
 Drift. Columns are selected by name everywhere. If the current data lacks a column the saved
 model needs, prediction logs a warning naming it and returns ``do_predict = 0``. With
