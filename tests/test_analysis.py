@@ -137,7 +137,7 @@ def test_recursive_requires_startup_list(tmp_path):
 def analysis_configs(tmp_path_factory):
     """The CI config, a faster training overlay and the replay exchange overlay."""
     if not CANDLES.is_dir():
-        pytest.skip(f"real candles not found at {CANDLES}")
+        pytest.fail(f"real candles not found at {CANDLES}; tests expect ../shared/data/binance")
     from trm_ts.replay import ReplayExchange
 
     folder = tmp_path_factory.mktemp("analysis_configs")

@@ -20,7 +20,7 @@ ROWS = 2000  # enough for warm-up plus a few thousand-row windows, fast to compu
 def load(pair: str, timeframe: str = "15m", rows: int | None = ROWS) -> pd.DataFrame:
     path = CANDLES / f"{pair.replace('/', '_')}-{timeframe}.feather"
     if not path.is_file():
-        pytest.skip(f"real candles not found at {path}")
+        pytest.fail(f"real candles not found at {path}; tests expect ../shared/data/binance")
     candles = pd.read_feather(path)
     return candles.iloc[:rows].reset_index(drop=True) if rows else candles
 

@@ -34,7 +34,7 @@ TIMEFRAMES = ["15m", "1h"]
 def read_candles(pair: str, timeframe: str) -> pd.DataFrame:
     path = CANDLES / f"{pair.replace('/', '_')}-{timeframe}.feather"
     if not path.is_file():
-        pytest.skip(f"real candles not found at {path}")
+        pytest.fail(f"real candles not found at {path}; tests expect ../shared/data/binance")
     return pd.read_feather(path)
 
 
@@ -65,8 +65,8 @@ def load_strategy(config: dict):
 
 
 @pytest.fixture
-def config(tmp_path) -> dict:
-    return make_config(CANDLES if CANDLES.is_dir() else tmp_path)
+def config() -> dict:
+    return make_config(CANDLES)
 
 
 def base_frames(rows: int = ROWS, pair: str = PAIR) -> dict[str, pd.DataFrame]:
@@ -469,7 +469,7 @@ BACKTEST_PAIRS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 def backtest_run(tmp_path_factory):
     """Two weeks on three pairs with one-week training windows and one epoch."""
     if not CANDLES.is_dir():
-        pytest.skip(f"real candles not found at {CANDLES}")
+        pytest.fail(f"real candles not found at {CANDLES}; tests expect ../shared/data/binance")
     import subprocess
     import sys
 
