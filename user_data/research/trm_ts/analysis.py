@@ -200,7 +200,9 @@ def run_lookahead(
 
     Every analyzed trade retrains the FreqAI model twice (entry and exit cut), so the run
     takes about ``2 * targeted_trades + 1`` backtests. Each backtest deletes the models saved
-    under ``freqai.identifier``; pass ``identifier`` to use a separate one.
+    under ``freqai.identifier``; pass ``identifier`` to use a separate one. freqtrade 2026.9
+    exports a result only when more than ``minimum_trades`` trades were analyzed; otherwise
+    the result has 0 signals and does not pass.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
