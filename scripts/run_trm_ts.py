@@ -300,8 +300,14 @@ def freqtrade(subcommand: str, configs: list[Path], userdir: Path, *extra: str) 
 
 def strategy_args() -> list[str]:
     return [
-        "--strategy", STRATEGY, "--strategy-path", str(STRATEGY_DIR),
-        "--freqaimodel", FREQAIMODEL, "--freqaimodel-path", str(FREQAIMODEL_DIR),
+        "--strategy",
+        STRATEGY,
+        "--strategy-path",
+        str(STRATEGY_DIR),
+        "--freqaimodel",
+        FREQAIMODEL,
+        "--freqaimodel-path",
+        str(FREQAIMODEL_DIR),
     ]
 
 
@@ -372,9 +378,7 @@ def action_backtest(ctx: RunContext, timerange: str | None = None) -> int:
     timerange = timerange or ctx.args.timerange
     if timerange:
         extra += ["--timerange", timerange]
-    returncode = run(
-        freqtrade("backtesting", ctx.configs, ctx.userdir, *extra, *ctx.passthrough)
-    )
+    returncode = run(freqtrade("backtesting", ctx.configs, ctx.userdir, *extra, *ctx.passthrough))
     if returncode == 0:
         print_backtest_summary(ctx.userdir)
     return returncode
@@ -502,8 +506,10 @@ class RunContext:
         self.config = load_merged_config(self.configs) if args.action != "install" else {}
         self.replay = args.action != "install" and replay_enabled(args, self.config)
         self.datadir, self.replay_datadir = self._datadirs()
-        self.pairs = list(args.pairs) if args.pairs else list(
-            DEMO_PAIRS if args.action == "demo" else config_pairs(self.config)
+        self.pairs = (
+            list(args.pairs)
+            if args.pairs
+            else list(DEMO_PAIRS if args.action == "demo" else config_pairs(self.config))
         )
         if args.pairs:
             # freqtrade's trade command has no --pairs option, so pairs go in a config file.

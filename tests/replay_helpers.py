@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from trm_ts.replay.candles import write_candles
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

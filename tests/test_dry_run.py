@@ -22,7 +22,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from replay_helpers import REPO_ROOT
-
 from trm_ts.data import synthetic_candles
 from trm_ts.replay.candles import write_candles
 
@@ -102,7 +101,7 @@ class FreqtradeAPI:
         reply = self.call(f"/pair_candles?pair={PAIR}&timeframe=1m&limit=3")
         if not reply.get("data"):
             return None
-        row = dict(zip(reply["columns"], reply["data"][-1]))
+        row = dict(zip(reply["columns"], reply["data"][-1], strict=True))
         mean, sigma = row.get("trm_mean"), row.get("trm_sigma")
         if mean is None or sigma is None or not sigma > 0:
             return None
@@ -176,24 +175,48 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
     config = root / "dry run test.json"
     config.write_text(json.dumps(overlay, indent=2))
-    return {"root": root, "candles": candles, "probe_dir": probe_dir, "config": config,
-            "port": port, "userdir": root / "user data"}
+    return {
+        "root": root,
+        "candles": candles,
+        "probe_dir": probe_dir,
+        "config": config,
+        "port": port,
+        "userdir": root / "user data",
+    }
 
 
 def start_bot(setup: dict, log: Path) -> subprocess.Popen:
     command = [
-        "bash", str(RUN_SCRIPT), "dry-run", "--replay",
-        "--replay-datadir", str(setup["candles"]), "--userdir", str(setup["userdir"]),
-        "--config", str(CI_CONFIG), "--config", str(setup["config"]),
-        "--", "--strategy", "TRMTSDryRunProbe", "--strategy-path", str(setup["probe_dir"]),
+        "bash",
+        str(RUN_SCRIPT),
+        "dry-run",
+        "--replay",
+        "--replay-datadir",
+        str(setup["candles"]),
+        "--userdir",
+        str(setup["userdir"]),
+        "--config",
+        str(CI_CONFIG),
+        "--config",
+        str(setup["config"]),
+        "--",
+        "--strategy",
+        "TRMTSDryRunProbe",
+        "--strategy-path",
+        str(setup["probe_dir"]),
     ]
     env = dict(os.environ)
     # The probe strategy imports TRMTSStrategy from the repository's strategies folder.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "strategies"),
-                                                      env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO_ROOT / "strategies"), env.get("PYTHONPATH")])
+    )
     with log.open("w") as handle:
         return subprocess.Popen(
-            command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT,
+            command,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO_ROOT,
             # Its own process group, so SIGINT reaches the runner and freqtrade as from a
             # terminal, and with SIGINT's default action even if the test runner ignores it.
             start_new_session=True,
@@ -228,9 +251,14 @@ def first_run(setup: dict) -> dict:
         open_trades = api.call("/status")
     finally:
         returncode = interrupt(process)
-    return {"forecast": forecast, "entry": entry, "open_trades": open_trades,
-            "returncode": returncode, "log": log.read_text(errors="replace"),
-            "models": model_folders(setup)}
+    return {
+        "forecast": forecast,
+        "entry": entry,
+        "open_trades": open_trades,
+        "returncode": returncode,
+        "log": log.read_text(errors="replace"),
+        "models": model_folders(setup),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -243,8 +271,12 @@ def second_run(setup: dict, first_run: dict) -> dict:
         forecast = api.wait_for_forecast(process, log, timeout=120)
     finally:
         returncode = interrupt(process)
-    return {"forecast": forecast, "returncode": returncode,
-            "log": log.read_text(errors="replace"), "models": model_folders(setup)}
+    return {
+        "forecast": forecast,
+        "returncode": returncode,
+        "log": log.read_text(errors="replace"),
+        "models": model_folders(setup),
+    }
 
 
 def test_first_run_forecasts_newest_candle(first_run: dict) -> None:

@@ -22,7 +22,6 @@ from replay_helpers import (
     http_get,
     write_ramp_datadir,
 )
-
 from trm_ts import replay_exchange
 from trm_ts.replay import CandleStore, ReplayClock, ReplayExchange, build_config_overlay
 from trm_ts.replay.candles import CandleSeries, resample_series
@@ -123,8 +122,9 @@ def test_exchange_info_price_filter(exchange: ReplayExchange) -> None:
     assert filters["PRICE_FILTER"]["tickSize"] == "0.001"
 
 
-@pytest.mark.parametrize("path", ["/fapi.binance.com/fapi/v1/exchangeInfo",
-                                  "/dapi.binance.com/dapi/v1/exchangeInfo"])
+@pytest.mark.parametrize(
+    "path", ["/fapi.binance.com/fapi/v1/exchangeInfo", "/dapi.binance.com/dapi/v1/exchangeInfo"]
+)
 def test_futures_exchange_info_empty(exchange: ReplayExchange, path: str) -> None:
     status, body = http_get(exchange.url + path)
     assert status == 200
@@ -311,7 +311,10 @@ def test_resample_drops_incomplete_hour() -> None:
     frame = pd.DataFrame(
         {
             "date": pd.date_range("2025-01-01", periods=6, freq="15min", tz="UTC"),
-            "open": np.ones(6), "high": np.ones(6), "low": np.ones(6), "close": np.ones(6),
+            "open": np.ones(6),
+            "high": np.ones(6),
+            "low": np.ones(6),
+            "close": np.ones(6),
             "volume": np.ones(6),
         }
     )
@@ -390,8 +393,17 @@ def test_ccxt_client_reads_replay(exchange: ReplayExchange) -> None:
 def test_cli_serves_until_sigint(ramp_dir: Path, tmp_path: Path) -> None:
     overlay_path = tmp_path / "overlay.json"
     process = subprocess.Popen(
-        [sys.executable, "-m", "trm_ts.replay_exchange", "--datadir", str(ramp_dir),
-         "--write-config", str(overlay_path), "--log-level", "WARNING"],
+        [
+            sys.executable,
+            "-m",
+            "trm_ts.replay_exchange",
+            "--datadir",
+            str(ramp_dir),
+            "--write-config",
+            str(overlay_path),
+            "--log-level",
+            "WARNING",
+        ],
         stdout=subprocess.PIPE,
         text=True,
         # The child must see SIGINT even when the test runner ignores it.

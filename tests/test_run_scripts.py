@@ -9,7 +9,6 @@ import argparse
 import importlib.util
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +16,6 @@ import pytest
 import tree_sitter
 import tree_sitter_powershell
 from replay_helpers import RAMP_START, REPO_ROOT, write_ramp_datadir
-
 from trm_ts.replay.market import WEEK_MS
 
 SCRIPTS = REPO_ROOT / "scripts"
@@ -63,8 +61,7 @@ def ps1_parameters(tree: tree_sitter.Tree) -> dict[str, list[str]]:
     for parameter in nodes_of_type(tree.root_node, "script_parameter"):
         name = next(n for n in parameter.children if n.type == "variable").text.decode()[1:]
         strings = [
-            node.text.decode().strip("'\"")
-            for node in nodes_of_type(parameter, "string_literal")
+            node.text.decode().strip("'\"") for node in nodes_of_type(parameter, "string_literal")
         ]
         parameters[name] = strings
     return parameters
@@ -107,8 +104,18 @@ def test_ps1_parameters_map_to_options() -> None:
 def test_ps1_passes_options_through() -> None:
     """The script forwards every parameter under the option name the Python entry expects."""
     source = PS1.read_text()
-    for option in ("--timerange", "--config", "--userdir", "--datadir", "--pairs", "--replay",
-                   "--no-replay", "--replay-datadir", "--replay-start", "--plot-pair"):
+    for option in (
+        "--timerange",
+        "--config",
+        "--userdir",
+        "--datadir",
+        "--pairs",
+        "--replay",
+        "--no-replay",
+        "--replay-datadir",
+        "--replay-start",
+        "--plot-pair",
+    ):
         assert f"'{option}'" in source, option
 
 
@@ -174,8 +181,16 @@ def test_replay_default_policy(
 
 def test_dry_run_never_writes_replayed_folder(tmp_path: Path) -> None:
     args, passthrough = runner.parse_args(
-        ["dry-run", "--replay", "--datadir", str(tmp_path), "--replay-datadir", str(tmp_path),
-         "--userdir", str(tmp_path / "ud")]
+        [
+            "dry-run",
+            "--replay",
+            "--datadir",
+            str(tmp_path),
+            "--replay-datadir",
+            str(tmp_path),
+            "--userdir",
+            str(tmp_path / "ud"),
+        ]
     )
     with pytest.raises(SystemExit, match="time-shifted"):
         runner.RunContext(args, passthrough, tmp_path)
@@ -197,7 +212,9 @@ def test_install_into_userdir_with_spaces(tmp_path: Path) -> None:
     userdir = tmp_path / "my user data"
     result = subprocess.run(
         ["bash", str(BASH), "install", "--userdir", str(userdir)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert (userdir / "strategies" / "TRMTSStrategy.py").is_file()
@@ -217,9 +234,21 @@ def test_exit_code_passed_through(tmp_path: Path) -> None:
     argument parser error, so those cases cannot show the pass-through.
     """
     result = subprocess.run(
-        ["bash", str(BASH), "backtest", "--userdir", str(tmp_path / "user data"),
-         "--timerange", "20260101-20260102", "--", "--strategy", "NoSuchStrategy"],
-        capture_output=True, text=True, timeout=300,
+        [
+            "bash",
+            str(BASH),
+            "backtest",
+            "--userdir",
+            str(tmp_path / "user data"),
+            "--timerange",
+            "20260101-20260102",
+            "--",
+            "--strategy",
+            "NoSuchStrategy",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 2
     assert "NoSuchStrategy" in result.stdout + result.stderr
@@ -234,11 +263,29 @@ def test_download_through_replay(tmp_path: Path) -> None:
     # Replayed candles carry wall-clock dates, so the timerange is in wall-clock time too.
     since = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=30)).strftime("%Y%m%d")
     result = subprocess.run(
-        ["bash", str(BASH), "download", "--replay", "--replay-datadir", str(source),
-         "--datadir", str(target), "--userdir", str(tmp_path / "user data"),
-         "--timerange", f"{since}-", "--pairs", "BTC/USDT", "ETH/USDT",
-         "--", "--timeframes", "15m"],
-        capture_output=True, text=True, timeout=300,
+        [
+            "bash",
+            str(BASH),
+            "download",
+            "--replay",
+            "--replay-datadir",
+            str(source),
+            "--datadir",
+            str(target),
+            "--userdir",
+            str(tmp_path / "user data"),
+            "--timerange",
+            f"{since}-",
+            "--pairs",
+            "BTC/USDT",
+            "ETH/USDT",
+            "--",
+            "--timeframes",
+            "15m",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     downloaded = pd.read_feather(target / "BTC_USDT-15m.feather")

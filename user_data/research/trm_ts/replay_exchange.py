@@ -36,22 +36,43 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m trm_ts.replay_exchange",
         description="Serve Binance's spot REST API on 127.0.0.1 from freqtrade candle files.",
     )
-    parser.add_argument("--datadir", type=Path, required=True,
-                        help="folder with freqtrade's BASE_QUOTE-<timeframe>.feather files")
-    parser.add_argument("--pairs", nargs="+", default=None,
-                        help="pairs to list, such as BTC/USDT (default: every file in --datadir)")
-    parser.add_argument("--timeframes", nargs="+", default=None,
-                        help="timeframes to load (default: all); longer ones are resampled")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind; only 127.0.0.1 is accepted")
+    parser.add_argument(
+        "--datadir",
+        type=Path,
+        required=True,
+        help="folder with freqtrade's BASE_QUOTE-<timeframe>.feather files",
+    )
+    parser.add_argument(
+        "--pairs",
+        nargs="+",
+        default=None,
+        help="pairs to list, such as BTC/USDT (default: every file in --datadir)",
+    )
+    parser.add_argument(
+        "--timeframes",
+        nargs="+",
+        default=None,
+        help="timeframes to load (default: all); longer ones are resampled",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind; only 127.0.0.1 is accepted"
+    )
     parser.add_argument("--port", type=int, default=0, help="TCP port (default 0: a free port)")
-    parser.add_argument("--replay-start", default=None,
-                        help="data date the replay starts at, such as 2026-02-01 (default: two "
-                             "days before the newest candle shared by all pairs)")
-    parser.add_argument("--write-config", type=Path, default=None,
-                        help="write the freqtrade config overlay to this JSON file")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--replay-start",
+        default=None,
+        help="data date the replay starts at, such as 2026-02-01 (default: two "
+        "days before the newest candle shared by all pairs)",
+    )
+    parser.add_argument(
+        "--write-config",
+        type=Path,
+        default=None,
+        help="write the freqtrade config overlay to this JSON file",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
     return parser.parse_args(argv)
 
 

@@ -1,4 +1,7 @@
-"""Loopback replay of Binance's spot REST API from local candle files, for offline freqtrade runs."""
+"""Loopback replay of Binance's spot REST API from local candle files, for offline freqtrade.
+
+freqtrade loads the market list even for a backtest, so every run needs an exchange to talk to.
+"""
 
 from trm_ts.replay.candles import CandleSeries, CandleStore, write_candles
 from trm_ts.replay.market import MarketReplay, ReplayClock, ReplayError

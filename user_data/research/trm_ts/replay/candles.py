@@ -173,7 +173,10 @@ class CandleStore:
 
     @classmethod
     def from_datadir(
-        cls, datadir: Path | str, pairs: list[str] | None = None, timeframes: list[str] | None = None
+        cls,
+        datadir: Path | str,
+        pairs: list[str] | None = None,
+        timeframes: list[str] | None = None,
     ) -> CandleStore:
         """Load the feather files of ``pairs`` (default: every spot pair found) from ``datadir``.
 

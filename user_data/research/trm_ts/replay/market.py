@@ -163,8 +163,10 @@ class MarketReplay:
             raise ReplayError(-1102, "Mandatory parameter 'symbol' was not sent.")
         pair = self._pair_by_symbol.get(symbol)
         if pair is None:
-            raise ReplayError(-1121, f"Invalid symbol {symbol!r}: the replay serves "
-                                     f"{sorted(self._pair_by_symbol)}.")
+            raise ReplayError(
+                -1121,
+                f"Invalid symbol {symbol!r}: the replay serves {sorted(self._pair_by_symbol)}.",
+            )
         return pair
 
     def symbols_for(self, symbol: str | None, symbols: list[str] | None) -> list[str] | None:
@@ -186,16 +188,16 @@ class MarketReplay:
         fraction = min(1.0, (data_now - open_ms) / series.timeframe_ms)
         if index == len(series.open_ms) - 1 and fraction >= 1.0:
             self._log_exhausted(pair, series)
-        o, h, l, c, v = series.ohlcv[index]
-        price = o + fraction * (c - o)
+        open_price, _, _, close_price, volume = series.ohlcv[index]
+        price = open_price + fraction * (close_price - open_price)
         return Snapshot(
             index=index,
             open_ms=open_ms,
-            open=o,
-            high=max(o, price),
-            low=min(o, price),
+            open=open_price,
+            high=max(open_price, price),
+            low=min(open_price, price),
             price=price,
-            volume=fraction * v,
+            volume=fraction * volume,
             fraction=fraction,
         )
 
@@ -243,10 +245,13 @@ class MarketReplay:
             "timezone": "UTC",
             "serverTime": self.clock.now_ms(),
             "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-                 "limit": 6000},
-                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10,
-                 "limit": 100},
+                {
+                    "rateLimitType": "REQUEST_WEIGHT",
+                    "interval": "MINUTE",
+                    "intervalNum": 1,
+                    "limit": 6000,
+                },
+                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
             ],
             "exchangeFilters": [],
             "symbols": [self._symbol_info(pair) for pair in pairs],
@@ -266,8 +271,15 @@ class MarketReplay:
             "quoteAssetPrecision": 8,
             "baseCommissionPrecision": 8,
             "quoteCommissionPrecision": 8,
-            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT",
-                           "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"],
+            "orderTypes": [
+                "LIMIT",
+                "LIMIT_MAKER",
+                "MARKET",
+                "STOP_LOSS",
+                "STOP_LOSS_LIMIT",
+                "TAKE_PROFIT",
+                "TAKE_PROFIT_LIMIT",
+            ],
             "icebergAllowed": True,
             "ocoAllowed": True,
             "otoAllowed": True,
@@ -277,15 +289,32 @@ class MarketReplay:
             "isSpotTradingAllowed": True,
             "isMarginTradingAllowed": False,
             "filters": [
-                {"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": "1000000.00000000",
-                 "tickSize": tick},
-                {"filterType": "LOT_SIZE", "minQty": step, "maxQty": "9000000.00000000",
-                 "stepSize": step},
-                {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000",
-                 "maxQty": "9000000.00000000", "stepSize": "0.00000000"},
-                {"filterType": "NOTIONAL", "minNotional": f"{self.MIN_NOTIONAL:.8f}",
-                 "applyMinToMarket": True, "maxNotional": "9000000.00000000",
-                 "applyMaxToMarket": False, "avgPriceMins": 5},
+                {
+                    "filterType": "PRICE_FILTER",
+                    "minPrice": tick,
+                    "maxPrice": "1000000.00000000",
+                    "tickSize": tick,
+                },
+                {
+                    "filterType": "LOT_SIZE",
+                    "minQty": step,
+                    "maxQty": "9000000.00000000",
+                    "stepSize": step,
+                },
+                {
+                    "filterType": "MARKET_LOT_SIZE",
+                    "minQty": "0.00000000",
+                    "maxQty": "9000000.00000000",
+                    "stepSize": "0.00000000",
+                },
+                {
+                    "filterType": "NOTIONAL",
+                    "minNotional": f"{self.MIN_NOTIONAL:.8f}",
+                    "applyMinToMarket": True,
+                    "maxNotional": "9000000.00000000",
+                    "applyMaxToMarket": False,
+                    "avgPriceMins": 5,
+                },
             ],
             "permissions": [],
             "permissionSets": [["SPOT"]],
@@ -370,14 +399,16 @@ class MarketReplay:
         quote_volumes = np.char.mod("%.8f", ohlcv[:, 4] * ohlcv[:, 3])
         close_ms = open_ms + timeframe_ms - 1
         rows = zip(
-            open_ms.tolist(), prices.tolist(), volumes.tolist(), close_ms.tolist(),
+            open_ms.tolist(),
+            prices.tolist(),
+            volumes.tolist(),
+            close_ms.tolist(),
             quote_volumes.tolist(),
+            strict=True,
         )
         # Binance's row: open time, OHLC, volume, close time, quote volume, trades,
         # taker buy base volume, taker buy quote volume, an unused field.
-        return [
-            [o_ms, *p, v, c_ms, qv, 0, "0", "0", "0"] for o_ms, p, v, c_ms, qv in rows
-        ]
+        return [[o_ms, *p, v, c_ms, qv, 0, "0", "0", "0"] for o_ms, p, v, c_ms, qv in rows]
 
     def ticker_24hr(self, pair: str) -> dict:
         """Return Binance's rolling 24 h ticker of ``pair`` at the current data time."""
@@ -386,7 +417,7 @@ class MarketReplay:
 
         # Aggregate the closed candles of the last 24 hours with the open one.
         first = int(np.searchsorted(series.open_ms, snap.open_ms - DAY_MS, side="right"))
-        closed = series.ohlcv[first:snap.index]  # (N, 5) the closed candles of the window
+        closed = series.ohlcv[first : snap.index]  # (N, 5) the closed candles of the window
         open_price = closed[0, 0] if len(closed) else snap.open
         high = max(snap.high, float(closed[:, 1].max()) if len(closed) else snap.high)
         low = min(snap.low, float(closed[:, 2].min()) if len(closed) else snap.low)

@@ -43,7 +43,8 @@ def _int_param(params: dict[str, str], name: str) -> int | None:
     try:
         return int(value)
     except ValueError as err:
-        raise ReplayError(-1100, f"Illegal characters found in parameter '{name}': {value!r}.") from err
+        message = f"Illegal characters found in parameter '{name}': {value!r}."
+        raise ReplayError(-1100, message) from err
 
 
 def _symbols_param(params: dict[str, str]) -> list[str] | None:
@@ -53,7 +54,8 @@ def _symbols_param(params: dict[str, str]) -> list[str] | None:
     try:
         symbols = json.loads(value)
     except json.JSONDecodeError as err:
-        raise ReplayError(-1100, f"Illegal characters found in parameter 'symbols': {value!r}.") from err
+        message = f"Illegal characters found in parameter 'symbols': {value!r}."
+        raise ReplayError(-1100, message) from err
     if not isinstance(symbols, list) or not all(isinstance(item, str) for item in symbols):
         raise ReplayError(-1100, f"Parameter 'symbols' must be a JSON list of strings: {value!r}.")
     return symbols
@@ -85,9 +87,7 @@ def _build_routes(market: MarketReplay) -> dict[tuple[str, str, str], Callable[[
     spot = {
         "/api/v3/ping": lambda p: {},
         "/api/v3/time": lambda p: market.server_time(),
-        "/api/v3/exchangeInfo": lambda p: market.exchange_info(
-            p.get("symbol"), _symbols_param(p)
-        ),
+        "/api/v3/exchangeInfo": lambda p: market.exchange_info(p.get("symbol"), _symbols_param(p)),
         "/api/v3/klines": klines,
         "/api/v3/uiKlines": klines,
         "/api/v3/ticker/24hr": lambda p: _per_symbol(market, p, market.ticker_24hr),
@@ -155,8 +155,10 @@ class _ReplayRequestHandler(BaseHTTPRequestHandler):
             )
             self._reply(
                 HTTPStatus.NOT_FOUND,
-                {"code": UNSERVED_CODE, "msg": f"The replay exchange does not serve "
-                                               f"{self.command} {host}{path}."},
+                {
+                    "code": UNSERVED_CODE,
+                    "msg": f"The replay exchange does not serve {self.command} {host}{path}.",
+                },
             )
             return
         try:
