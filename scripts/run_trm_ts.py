@@ -333,7 +333,11 @@ def run(command: list[str]) -> int:
                 say("interrupted; waiting for freqtrade to stop")
     finally:
         signal.signal(signal.SIGTERM, previous)
-    # A child killed by a signal reports -N; shells report 128 + N.
+    return shell_exit_code(returncode)
+
+
+def shell_exit_code(returncode: int) -> int:
+    """Map Popen's -N for a child killed by signal N to the shell's 128 + N."""
     return 128 - returncode if returncode < 0 else returncode
 
 
@@ -417,7 +421,7 @@ def action_analyze(ctx: RunContext) -> int:
     )
     say(lookahead.summary())
     if lookahead.returncode != 0:
-        return lookahead.returncode
+        return shell_exit_code(lookahead.returncode)
 
     say(f"running recursive-analysis on {timerange} for {ctx.pairs[0]}")
     recursive = analysis.run_recursive(
@@ -425,7 +429,7 @@ def action_analyze(ctx: RunContext) -> int:
     )
     say(recursive.summary())
     if recursive.returncode != 0:
-        return recursive.returncode
+        return shell_exit_code(recursive.returncode)
     return 0 if lookahead.passed and recursive.passed() else 1
 
 
