@@ -142,3 +142,11 @@ def test_synthetic_candles_cluster_volatility():
     r2 = np.diff(np.log(candles["close"].to_numpy())) ** 2
     lag1 = np.corrcoef(r2[:-1], r2[1:])[0, 1]
     assert lag1 > 0.05, lag1
+
+
+@pytest.mark.parametrize("timeframe", ["1m", "15m", "1h"])
+def test_synthetic_candles_stay_bounded(timeframe):
+    # A long intraday peak (120 one-minute candles) must not drive the variance recursion.
+    candles = synthetic_candles(20_000, seed=0, timeframe=timeframe)
+    assert candles["close"].between(1.0, 1e4).all()
+    assert (candles["low"] > 0).all()

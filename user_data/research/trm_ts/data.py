@@ -211,7 +211,7 @@ def synthetic_candles(
     dates = pd.date_range(start, periods=n_rows, freq=pd.Timedelta(timeframe), tz="UTC")
 
     # Regime chain: (drift per candle, base variance per candle), sticky transitions.
-    drifts = np.array([2e-4, 0.0, -3e-4])
+    drifts = np.array([2e-4, 0.0, -2e-4])
     base_var = np.array([0.002, 0.004, 0.008]) ** 2
     stay = 0.998
     regime = np.empty(n_rows, dtype=np.int64)
@@ -225,16 +225,20 @@ def synthetic_candles(
     hour = dates.hour.to_numpy()
     intraday = 1.0 + 0.5 * np.exp(-0.5 * ((hour - 15) / 2.0) ** 2)
 
-    # GARCH(1,1)-style clustering around the regime's base variance.
+    # GARCH(1,1)-style clustering around the regime's base variance. The recursion reads the
+    # de-seasonalized innovation: fed the intraday-scaled return, alpha * 1.5**2 + beta > 1
+    # during a long peak (1m candles) and the variance explodes.
     alpha, beta = 0.08, 0.90
     shocks = rng.standard_t(df=5, size=n_rows) / np.sqrt(5 / 3)
     returns = np.empty(n_rows)
     var = base_var[regime[0]]
+    innovation = 0.0
     for t in range(n_rows):
         omega = (1 - alpha - beta) * base_var[regime[t]]
         if t:
-            var = omega + alpha * returns[t - 1] ** 2 + beta * var
-        returns[t] = drifts[regime[t]] + np.sqrt(var) * intraday[t] * shocks[t]
+            var = omega + alpha * innovation**2 + beta * var
+        innovation = np.sqrt(var) * shocks[t]
+        returns[t] = drifts[regime[t]] + innovation * intraday[t]
 
     close = 100.0 * np.exp(np.cumsum(returns))
     open_ = np.concatenate([[100.0], close[:-1]])
