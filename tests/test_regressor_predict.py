@@ -91,9 +91,9 @@ def test_predictions_align_by_date(trained):
     mean = pred[columns.TARGET].where(do_predict == 1)
     target = chunk[columns.TARGET].reset_index(drop=True)
     corr = {lag: mean.corr(target.shift(lag)) for lag in (-1, 0, 1)}
-    assert corr[0] > 0.5
-    assert corr[0] > corr[1] + 0.3
-    assert corr[0] > corr[-1] + 0.3
+    assert corr[0] > 0.5, corr
+    assert corr[0] > corr[1] + 0.3, corr
+    assert corr[0] > corr[-1] + 0.3, corr
 
 
 def test_sigma_positive_raw_units(trained):

@@ -39,8 +39,8 @@ writes the newest candle's prediction back with FreqAI's own ``append_model_pred
 Drift. Columns are selected by name everywhere. If the current data lacks a column the saved
 model needs, prediction logs a warning naming it and returns ``do_predict = 0``. With
 ``continual_learning``, a previous model is reused only when its routed column sets equal the
-new ones (order is matched by name); otherwise a warning names the difference and training
-starts from scratch.
+new ones, and its column order is then adopted by name. Otherwise a warning names the
+difference and training starts from scratch.
 """
 
 from __future__ import annotations
@@ -216,7 +216,11 @@ class TRMTSAdapter:
         valid_set = rows.subset(valid_ends)
 
         # Network and the library's Gaussian NLL training loop.
-        network = self._build_network(roles)
+        # Seed the weight initialization too, so a run does not depend on what used the
+        # global torch generator before it; fit() seeds the training loop itself.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.params.seed)
+            network = self._build_network(roles)
         if init_model is not None:
             previous_config = dict(init_model.payload["checkpoint"]["model_config"])
             if previous_config != network.config.to_dict():

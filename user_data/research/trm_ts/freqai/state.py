@@ -76,8 +76,8 @@ class TRMTSFreqaiModel:
                 f"{self.FORMAT_VERSION}; retrain the model (delete its folder under "
                 f"user_data/models/<identifier>)"
             )
-        # NOTE: weights are stored as CPU tensors and mapped to the CPU here; the round trip
-        # from a CUDA-trained model runs only where CUDA exists (test_cuda_model_loads_on_cpu).
+        # NOTE: weights are stored as CPU tensors and mapped to the CPU here. The round trip
+        # from a CUDA-trained model is tested only where CUDA exists.
         payload = torch.load(
             io.BytesIO(state["payload"]), map_location="cpu", weights_only=True
         )
