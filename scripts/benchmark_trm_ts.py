@@ -258,13 +258,13 @@ CONTENDER_NOTES = [
     "**LightGBM mean + EWMA**: `lightgbm.LGBMRegressor`, the model FreqAI's "
     "`LightGBMRegressor` wraps, on the newest candle's features plus regime, hour and day of "
     "week as numeric columns; the sigma is the zero-mean EWMA sigma.",
-    "**PyTorch transformer mean + EWMA**: freqtrade's `PyTorchTransformerModel` trained by "
-    "freqtrade's `PyTorchTransformerTrainer` with MSE, as `PyTorchTransformerRegressor` does, "
-    "on windows of the same features min-max scaled to [-1, 1] on the training rows (FreqAI's "
-    "default scaling, label included); the sigma is the zero-mean EWMA sigma. Freqtrade sizes "
-    "its position table by the model width (the feature count rounded down to a multiple of 8 "
-    "heads); where that is shorter than the window, the table is rebuilt at the window length "
-    "with freqtrade's own `PositionalEncoding`.",
+    "**PyTorch transformer mean + EWMA**: freqtrade's `PyTorchTransformerModel`, trained with "
+    "MSE by freqtrade's `PyTorchTransformerTrainer` as `PyTorchTransformerRegressor` does. Its "
+    "input is windows of the same features, min-max scaled to [-1, 1] on the training rows "
+    "like FreqAI's default pipeline does (label included). The sigma is the zero-mean EWMA "
+    "sigma. Freqtrade sizes the position table by the model width (the feature count rounded "
+    "down to a multiple of 8 heads). Where that is shorter than the window, the table is "
+    "rebuilt at the window length with freqtrade's own `PositionalEncoding`.",
     "The FreqAI models run outside FreqAI's data kitchen so that all contenders share the same "
     "rows, folds and purge.",
 ]
