@@ -158,13 +158,13 @@ def git_commit() -> str:
 
 
 def run_rows(
-    argv: list[str], started: datetime, seconds: float, mode: Mode, loads: list
+    argv: list[str], started: datetime, seconds: float, mode: Mode, loads: list, commit: str
 ) -> list:
     command = "python scripts/benchmark_trm_ts.py" + "".join(f" {shlex.quote(a)}" for a in argv)
     return [
         ("Command", f"`{command}`"),
         ("Mode", mode.name),
-        ("Git commit", git_commit()),
+        ("Git commit at the start", commit),
         ("Started (UTC)", started.strftime("%Y-%m-%d %H:%M")),
         ("Wall time", report.fmt_seconds(seconds)),
         ("CPU", f"{cpu_model()}, {os.cpu_count()} logical cores"),
@@ -381,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--config {args.config} not found; pass a FreqAI config file")
     started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
+    # Taken now: the code and config are read now, and others may commit during the run.
+    commit = git_commit()
     torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     config_path = args.config
@@ -422,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         notes=CONTENDER_NOTES,
     )
     loads.append(("at the end", os.getloadavg()[0]))
-    page_inputs.run_rows = run_rows(argv, started_at, time.perf_counter() - started, mode, loads)
+    seconds = time.perf_counter() - started
+    page_inputs.run_rows = run_rows(argv, started_at, seconds, mode, loads, commit)
     out_dir = args.out_dir
     targets = report.write_page(page_inputs, out_dir / "benchmarks.md", out_dir / "img")
     raw = {

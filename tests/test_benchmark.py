@@ -208,8 +208,13 @@ def test_quick_page_images_exist(quick_run):
 @pytest.mark.slow
 def test_quick_page_lists_run_details(quick_run):
     page = (quick_run / "benchmarks.md").read_text()
-    for item in ("| Command | `python scripts/benchmark_trm_ts.py --quick", "| Git commit |",
-                 "| CPU |", "| torch |"):
+    items = (
+        "| Command | `python scripts/benchmark_trm_ts.py --quick",
+        "| Git commit at the start |",
+        "| CPU |",
+        "| torch |",
+    )
+    for item in items:
         assert item in page, item
 
 
