@@ -1,4 +1,4 @@
-"""Benchmark: baselines and fold layout on known answers, and the --quick page end to end."""
+"""Benchmark: baselines and fold layout on known values, and the --quick page end to end."""
 
 from __future__ import annotations
 
@@ -163,7 +163,7 @@ def test_folds_too_few_rows_raise():
 
 
 def test_gather_windows_end_on_row():
-    values = np.arange(20, dtype=np.float32).reshape(10, 2)  # row r holds [2r, 2r + 1]
+    values = np.arange(20, dtype=np.float32).reshape(10, 2)  # row r contains [2r, 2r + 1]
     windows = gather_windows(values, np.array([3, 9]), window=3)
     assert windows.shape == (2, 3, 2)
     np.testing.assert_array_equal(windows[0, -1], values[3])

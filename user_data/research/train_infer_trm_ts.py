@@ -12,8 +12,8 @@ All logic lives in the ``trm_ts`` package (``trm_ts.cli``); this file is its ent
 import sys
 from pathlib import Path
 
-# Running this file directly puts its folder on sys.path, which also makes the package
-# importable from a plain checkout; an installed trm_ts is used the same way.
+# Running this file directly puts its folder on sys.path, so the package imports from a
+# plain checkout. An installed trm_ts is imported the same way.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from trm_ts.cli import main  # noqa: E402

@@ -1,6 +1,6 @@
 """TRM-TS: a tiny recursive model for probabilistic crypto return forecasting.
 
-``from trm_ts import trm_ts`` builds the network; the submodules hold one concept each:
+``from trm_ts import trm_ts`` builds the network. Each submodule contains one concept:
 model (network blocks), losses (Gaussian NLL), data (candle files, synthetic candles,
 scaling, window sets), features (TA-Lib indicators, regime, calendar, cross-asset context),
 dataset (splits), training (fit and batched predict), checkpoint (plain-data checkpoints),

@@ -123,8 +123,8 @@ def stake_amount(
     Returns ``SKIP`` (0.0, which makes freqtrade skip the entry) when the fraction is below
     ``config.min_fraction``, when ``proposed_stake`` or ``max_stake`` is missing, non-finite
     or not positive, or when ``max_stake < min_stake``. Otherwise returns a finite stake
-    within ``[min_stake, max_stake]``. A missing or invalid ``min_stake`` counts as 0. Never
-    raises on bad numbers; only an invalid ``side`` raises ValueError.
+    within ``[min_stake, max_stake]``. A missing or invalid ``min_stake`` counts as 0. Bad
+    numbers never raise. Only an invalid ``side`` raises ValueError.
     """
     fraction = kelly_fraction(mean, sigma, side, config)
     if fraction <= 0.0 or fraction < config.min_fraction:

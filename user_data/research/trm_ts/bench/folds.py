@@ -2,7 +2,7 @@
 
 Row t carries the forward target ``log(close[t + h] / close[t])``, which needs candles up to
 t + h. A training row may therefore only end ``h`` rows before the block that follows it
-(validation or test); those ``h`` rows are purged, so no close price of a later block enters
+(validation or test). Those ``h`` rows are purged, so no close price of a later block enters
 a training target. Features are causal, so a test window may read candles of the training
 period as input.
 """

@@ -304,7 +304,7 @@ def _transformer_worker(
         started = time.perf_counter()
         trainer.fit(data, ["train", "test"])
         epoch_seconds.append(time.perf_counter() - started)
-    # drop_last=True: the trainer sees only whole batches.
+    # drop_last=True: the trainer receives only whole batches.
     seen = len(inputs.train_ends) // settings.batch_size * settings.batch_size
     train_rate = seen / min(epoch_seconds)
 

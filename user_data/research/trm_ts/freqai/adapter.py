@@ -217,7 +217,7 @@ class TRMTSAdapter:
 
         # Network and the library's Gaussian NLL training loop.
         # Seed the weight initialization too, so a run does not depend on what used the
-        # global torch generator before it; fit() seeds the training loop itself.
+        # global torch generator before it. fit() seeds the training loop itself.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.params.seed)
             network = self._build_network(roles)
